@@ -2,6 +2,30 @@
 //! use them (backup, restore, cut).
 //!
 //! The binary (`src/main.rs`) is a thin shell over this library so tests and
-//! benchmarks reach every module.
+//! benchmarks reach every module. Module map:
+//!
+//! - [`tid`]: the TID type and its textual forms.
+//! - [`datafs`]: read-only access to FileStorage `Data.fs` files.
+//! - [`statuslog`]: the status file (TID log): records, replay, writer.
+//! - [`protocol`]: the sans-I/O wire codec.
+//! - [`engine`]: the pure coherency engine.
+//! - [`daemon`]: the event loop, the only owner of sockets and signals.
+//! - [`client`]: a blocking client of a running daemon.
+//! - [`config`]: TOML file + flags -> one validated configuration.
+//! - [`cli`]: the subcommand table, argv[0] dispatch, man/completions.
+//! - [`cmd`]: one module per subcommand.
+//! - [`error`]: the top-level error and its exit codes.
+//! - [`fsutil`]: durable file replacement and lock helpers.
 
+pub mod cli;
+pub mod client;
+pub mod cmd;
+pub mod config;
+pub mod daemon;
+pub mod datafs;
+pub mod engine;
+pub mod error;
+pub mod fsutil;
+pub mod protocol;
+pub mod statuslog;
 pub mod tid;

@@ -1,0 +1,265 @@
+//! The command-line surface: the subcommand table, argv[0] dispatch,
+//! logging set-up for the client subcommands, and man page / completion
+//! generation from the same clap definitions.
+//!
+//! Owns no behaviour of its own: each subcommand's flags live with its code
+//! in `crate::cmd`, and this module only routes to them.
+
+use std::ffi::OsString;
+use std::path::{Path, PathBuf};
+
+use clap::{CommandFactory, Parser, Subcommand};
+
+use crate::cmd;
+use crate::error::{CliError, Result};
+
+/// Flags every subcommand accepts.
+#[derive(Debug, Clone, clap::Args)]
+pub struct GlobalArgs {
+    /// Configuration file (TOML). Default: $TIDSTORAGE_CONFIG, then
+    /// ./tidstorage.toml, then /etc/tidstorage.toml.
+    #[arg(short = 'c', long = "config", global = true, value_name = "FILE")]
+    pub config: Option<PathBuf>,
+    /// More output (repeat for more).
+    #[arg(short = 'v', long = "verbose", global = true, action = clap::ArgAction::Count)]
+    pub verbose: u8,
+    /// Less output (repeat for less).
+    #[arg(short = 'q', long = "quiet", global = true, action = clap::ArgAction::Count)]
+    pub quiet: u8,
+}
+
+impl GlobalArgs {
+    /// The log level the -v/-q balance asks for, starting from `base`.
+    pub fn level(&self, base: log::LevelFilter) -> log::LevelFilter {
+        use log::LevelFilter::*;
+        let order = [Off, Error, Warn, Info, Debug, Trace];
+        let i = order.iter().position(|l| *l == base).unwrap_or(3) as i32;
+        let j = (i + self.verbose as i32 - self.quiet as i32).clamp(0, 5);
+        order[j as usize]
+    }
+}
+
+#[derive(Debug, Parser)]
+#[command(
+    name = "tidstorage",
+    version,
+    about = "Coherency points across ZODB databases: the daemon, backups and crash recovery",
+    long_about = "tidstorage watches two-phase commits across several ZODB databases, \
+                  derives coherency points (one TID per database such that no transaction \
+                  is split) and uses them to cut, back up and restore every Data.fs \
+                  consistently.\n\nIt is also a multi-call binary: invoked as \
+                  tidstorage-<subcommand> (or tidstoraged for serve) it runs that subcommand.",
+    propagate_version = true,
+    disable_help_subcommand = true
+)]
+pub struct Cli {
+    #[command(flatten)]
+    pub global: GlobalArgs,
+    #[command(subcommand)]
+    pub command: Command,
+}
+
+/// The subcommand table: one variant per subcommand, each with its flags.
+#[derive(Debug, Subcommand)]
+pub enum Command {
+    /// Run the daemon Zope clients notify of every commit.
+    Serve(cmd::serve::ServeArgs),
+    /// Print the coherency point, from a running daemon or a status file (offline).
+    Dump(cmd::dump::DumpArgs),
+    /// Tell whether the daemon's bootstrap is complete (exit 0) or not (exit 1).
+    BootstrapStatus(cmd::bootstrap_status::BootstrapStatusArgs),
+    /// Cut Data.fs files at the last coherency point after a crash.
+    Cut(cmd::cut::CutArgs),
+    /// Write man pages and shell completions (for packagers; `make generate`).
+    #[command(hide = true)]
+    Generate(GenerateArgs),
+}
+
+/// The names of the user-facing subcommands, for argv[0] dispatch.
+pub fn subcommand_names() -> Vec<String> {
+    Cli::command()
+        .get_subcommands()
+        .filter(|c| !c.is_hide_set())
+        .map(|c| c.get_name().to_string())
+        .collect()
+}
+
+/// Rewrites argv so `tidstorage-cut ARGS` reads as `tidstorage cut ARGS`
+/// and `tidstoraged ARGS` as `tidstorage serve ARGS`.
+pub fn dispatch_argv0(args: Vec<OsString>) -> Vec<OsString> {
+    let Some(first) = args.first() else {
+        return args;
+    };
+    let base = Path::new(first)
+        .file_name()
+        .map(|s| s.to_string_lossy().into_owned())
+        .unwrap_or_default();
+    let sub = if base == "tidstoraged" {
+        Some("serve".to_string())
+    } else {
+        base.strip_prefix("tidstorage-").map(str::to_string)
+    };
+    match sub {
+        Some(s) if subcommand_names().contains(&s) => {
+            let mut out = Vec::with_capacity(args.len() + 1);
+            out.push(OsString::from("tidstorage"));
+            out.push(OsString::from(s));
+            out.extend(args.into_iter().skip(1));
+            out
+        }
+        _ => args,
+    }
+}
+
+/// Parses argv (after argv[0] dispatch) and runs the subcommand.
+pub fn run(args: Vec<OsString>) -> Result<()> {
+    let args = dispatch_argv0(args);
+    let cli = match Cli::try_parse_from(args) {
+        Ok(c) => c,
+        Err(e) => {
+            use clap::error::ErrorKind::*;
+            return match e.kind() {
+                DisplayHelp | DisplayVersion | DisplayHelpOnMissingArgumentOrSubcommand => {
+                    // Help goes to stdout; a closed pipe is not an error.
+                    let _ = e.print();
+                    if e.kind() == DisplayHelpOnMissingArgumentOrSubcommand {
+                        Err(CliError::usage(String::new()))
+                    } else {
+                        Ok(())
+                    }
+                }
+                _ => Err(CliError::usage(e.render().to_string().trim_end().to_string())),
+            };
+        }
+    };
+    match cli.command {
+        Command::Serve(a) => cmd::serve::run(a, &cli.global),
+        Command::Dump(a) => cmd::dump::run(a, &cli.global),
+        Command::BootstrapStatus(a) => cmd::bootstrap_status::run(a, &cli.global),
+        Command::Cut(a) => cmd::cut::run(a, &cli.global),
+        Command::Generate(a) => generate(a),
+    }
+}
+
+/// Sets up logging to stderr for the client subcommands (serve has its own).
+pub fn init_stderr_log(global: &GlobalArgs) {
+    let cfg = simplelog::ConfigBuilder::new()
+        .set_time_level(log::LevelFilter::Off)
+        .set_target_level(log::LevelFilter::Off)
+        .set_thread_level(log::LevelFilter::Off)
+        .build();
+    let _ = simplelog::TermLogger::init(
+        global.level(log::LevelFilter::Warn),
+        cfg,
+        simplelog::TerminalMode::Stderr,
+        simplelog::ColorChoice::Never,
+    );
+}
+
+#[derive(Debug, Clone, clap::Args)]
+pub struct GenerateArgs {
+    /// What to write.
+    #[arg(value_enum)]
+    pub what: GenerateWhat,
+    /// Output directory.
+    pub dir: PathBuf,
+}
+
+#[derive(Debug, Clone, Copy, clap::ValueEnum)]
+pub enum GenerateWhat {
+    Man,
+    Completions,
+}
+
+fn generate(a: GenerateArgs) -> Result<()> {
+    let io = |e: std::io::Error| CliError::runtime(format!("cannot write to {}: {e}", a.dir.display()));
+    std::fs::create_dir_all(&a.dir).map_err(io)?;
+    match a.what {
+        GenerateWhat::Man => write_man_pages(&a.dir).map_err(io),
+        GenerateWhat::Completions => write_completions(&a.dir).map_err(io),
+    }
+}
+
+/// The clap command with hidden entries removed (what users see).
+fn public_command() -> clap::Command {
+    let mut cmd = Cli::command();
+    cmd.build();
+    cmd
+}
+
+/// One page for `tidstorage` and one per subcommand (`tidstorage-cut.1`...),
+/// with no date in them so a staleness test can compare bytes.
+pub fn write_man_pages(dir: &Path) -> std::io::Result<()> {
+    let cmd = public_command();
+    let mut buf = Vec::new();
+    clap_mangen::Man::new(cmd.clone())
+        .date("")
+        .render(&mut buf)?;
+    std::fs::write(dir.join("tidstorage.1"), buf)?;
+    for sub in cmd.get_subcommands().filter(|s| !s.is_hide_set()) {
+        let name = format!("tidstorage-{}", sub.get_name());
+        let sub = sub.clone().name(name.clone()).bin_name(format!("tidstorage {}", sub.get_name()));
+        let mut buf = Vec::new();
+        clap_mangen::Man::new(sub).date("").render(&mut buf)?;
+        std::fs::write(dir.join(format!("{name}.1")), buf)?;
+    }
+    Ok(())
+}
+
+/// bash, zsh and fish completions.
+pub fn write_completions(dir: &Path) -> std::io::Result<()> {
+    use clap_complete::Shell;
+    for (shell, file) in [
+        (Shell::Bash, "tidstorage.bash"),
+        (Shell::Zsh, "_tidstorage"),
+        (Shell::Fish, "tidstorage.fish"),
+    ] {
+        let mut cmd = public_command();
+        let mut buf = Vec::new();
+        clap_complete::generate(shell, &mut cmd, "tidstorage", &mut buf);
+        std::fs::write(dir.join(file), buf)?;
+    }
+    Ok(())
+}
+
+#[cfg(test)]
+mod tests {
+    use super::*;
+
+    #[test]
+    fn cli_definition_is_valid() {
+        Cli::command().debug_assert();
+    }
+
+    #[test]
+    fn argv0_dispatch() {
+        let v = |s: &[&str]| s.iter().map(OsString::from).collect::<Vec<_>>();
+        assert_eq!(
+            dispatch_argv0(v(&["/usr/bin/tidstorage-cut", "--dry-run"])),
+            v(&["tidstorage", "cut", "--dry-run"])
+        );
+        assert_eq!(dispatch_argv0(v(&["tidstorage", "dump"])), v(&["tidstorage", "dump"]));
+        // Unknown suffixes and the hidden generator are not dispatched.
+        assert_eq!(dispatch_argv0(v(&["tidstorage-nope"])), v(&["tidstorage-nope"]));
+        assert_eq!(
+            dispatch_argv0(v(&["tidstorage-generate", "man"])),
+            v(&["tidstorage-generate", "man"])
+        );
+    }
+
+    #[test]
+    fn verbosity() {
+        let g = GlobalArgs {
+            config: None,
+            verbose: 2,
+            quiet: 0,
+        };
+        assert_eq!(g.level(log::LevelFilter::Warn), log::LevelFilter::Debug);
+        let g = GlobalArgs {
+            config: None,
+            verbose: 0,
+            quiet: 5,
+        };
+        assert_eq!(g.level(log::LevelFilter::Warn), log::LevelFilter::Off);
+    }
+}

@@ -1,0 +1,352 @@
+//! `tidstorage cut`: after a crash, make every Data.fs coherent in place.
+//!
+//! All-or-nothing: a plan is made for every storage first (coherent TID,
+//! current size, cut position, what goes), with every Data.fs lock taken;
+//! if any storage cannot be cut, nothing is touched. Then, per file: the
+//! removed bytes are saved durably to `Data.fs.tail-<tid hex>` (unless
+//! `--discard-tail`), the file is truncated and fsynced, the directory is
+//! fsynced, and the stale `Data.fs.index` is removed so ZODB rebuilds it.
+//!
+//! Truncating in place is the one exception to "temp file, then rename":
+//! copying a multi-GB prefix would cost O(file), and truncation never
+//! rewrites a kept byte. A crash between saving the tail and truncating
+//! leaves the file untouched and the tail saved; running `cut` again is safe.
+
+use std::fs::{File, OpenOptions};
+use std::path::{Path, PathBuf};
+
+use crate::cli::GlobalArgs;
+use crate::cmd::{emit, tid_json, Format};
+use crate::config::Config;
+use crate::datafs::{CutPosition, DataFs};
+use crate::error::{CliError, Result};
+use crate::fsutil;
+use crate::statuslog::{self, ReplayOptions};
+use crate::tid::Tid;
+
+#[derive(Debug, Clone, clap::Args)]
+#[command(after_help = "Examples:\n  \
+    tidstorage cut --dry-run              plan the cut of every configured storage\n  \
+    tidstorage cut                        cut them at the status file's last point\n  \
+    tidstorage cut /srv/zeo1/var/Data.fs 0x03f1b1a2cb5c4e00\n                                        \
+    cut one file after that TID")]
+pub struct CutArgs {
+    /// Cut only this Data.fs (needs TID) instead of the configured storages.
+    #[arg(value_name = "FILE", requires = "tid")]
+    pub file: Option<PathBuf>,
+    /// Keep transactions up to this TID (decimal, hex, base64 or UTC time).
+    #[arg(value_name = "TID")]
+    pub tid: Option<String>,
+    /// Status file to take the point from (default: [server] status_file).
+    #[arg(long, value_name = "FILE", conflicts_with = "file")]
+    pub tid_log: Option<PathBuf>,
+    /// Skip damaged status-file lines instead of refusing.
+    #[arg(long)]
+    pub lenient: bool,
+    /// Cut only this configured storage (repeatable).
+    #[arg(long = "storage", value_name = "ID", conflicts_with = "file")]
+    pub storages: Vec<String>,
+    /// Print the plan and change nothing.
+    #[arg(short = 'n', long)]
+    pub dry_run: bool,
+    /// Do not keep the removed bytes in Data.fs.tail-<tid hex>.
+    #[arg(long)]
+    pub discard_tail: bool,
+    /// Output format of the plan.
+    #[arg(long, value_enum, default_value = "text")]
+    pub format: Format,
+}
+
+/// What will happen to one file.
+struct Plan {
+    storage: Option<String>,
+    data_fs: PathBuf,
+    tid: Tid,
+    current_size: u64,
+    cut: CutPosition,
+    /// Held from planning to the end so no ZODB process opens the file meanwhile.
+    _lock: Option<LockGuard>,
+    notes: Vec<String>,
+}
+
+/// The `Data.fs.lock` we hold; removes it on drop if we created it.
+struct LockGuard {
+    _file: File,
+    path: PathBuf,
+    created: bool,
+}
+
+impl Drop for LockGuard {
+    fn drop(&mut self) {
+        if self.created {
+            let _ = std::fs::remove_file(&self.path);
+        }
+    }
+}
+
+fn sibling(path: &Path, suffix: &str) -> PathBuf {
+    let mut s = path.as_os_str().to_owned();
+    s.push(suffix);
+    PathBuf::from(s)
+}
+
+fn lock_data_fs(data_fs: &Path) -> std::result::Result<LockGuard, String> {
+    let lock = sibling(data_fs, ".lock");
+    let existed = lock.exists();
+    match fsutil::try_lock_file(&lock) {
+        Ok(Some(f)) => Ok(LockGuard {
+            _file: f,
+            path: lock,
+            created: !existed,
+        }),
+        Ok(None) => Err(format!(
+            "{} is locked ({} is held): a ZEO server or ZODB process has it open; \
+             stop it before cutting",
+            data_fs.display(),
+            lock.display()
+        )),
+        Err(e) => Err(format!("cannot lock {}: {e}", lock.display())),
+    }
+}
+
+fn plan_one(storage: Option<&str>, data_fs: &Path, tid: Tid, take_lock: bool) -> std::result::Result<Plan, String> {
+    let lock = if take_lock {
+        Some(lock_data_fs(data_fs)?)
+    } else {
+        match fsutil::lock_is_held(&sibling(data_fs, ".lock")) {
+            Ok(true) => {
+                return Err(format!(
+                    "{} is locked by a running ZEO server or ZODB process; stop it before cutting",
+                    data_fs.display()
+                ))
+            }
+            Ok(false) => None,
+            Err(e) => return Err(format!("cannot check the lock of {}: {e}", data_fs.display())),
+        }
+    };
+    let df = DataFs::open(data_fs).map_err(|e| e.to_string())?;
+    let cut = df.cut_position(tid).map_err(|e| e.to_string())?;
+    let mut notes = Vec::new();
+    if let Some(d) = &cut.damage {
+        notes.push(format!(
+            "the file is damaged from offset {} ({d}); the damaged bytes are removed with the tail",
+            cut.valid_end
+        ));
+    }
+    if cut.position == cut.valid_end && cut.transactions_removed == 0 {
+        if let Some(last) = cut.last_kept_tid {
+            if last < tid {
+                notes.push(format!(
+                    "the file ends at TID {} ({}), before the coherent TID {}: it lost \
+                     transactions the other storages may depend on; restore it from a backup",
+                    last.hex(),
+                    last.rfc3339(),
+                    tid.hex()
+                ));
+            }
+        }
+    }
+    Ok(Plan {
+        storage: storage.map(str::to_string),
+        data_fs: data_fs.to_path_buf(),
+        tid,
+        current_size: df.size(),
+        cut,
+        _lock: lock,
+        notes,
+    })
+}
+
+pub fn run(a: CutArgs, g: &GlobalArgs) -> Result<()> {
+    crate::cli::init_stderr_log(g);
+    let take_lock = !a.dry_run;
+    let plans = if let Some(file) = &a.file {
+        // `requires` guarantees the TID is present with FILE.
+        let text = a.tid.as_deref().unwrap_or_default();
+        let tid: Tid = text.parse().map_err(|e| CliError::usage(format!("{e}")))?;
+        vec![plan_one(None, file, tid, take_lock).map_err(CliError::runtime)?]
+    } else {
+        plan_configured(&a, g, take_lock)?
+    };
+
+    let mut out = String::new();
+    for p in &plans {
+        out.push_str(&render(p, &a));
+    }
+    emit(&out)?;
+    if a.dry_run {
+        return Ok(());
+    }
+    let mut failed = Vec::new();
+    for p in &plans {
+        match execute(p, a.discard_tail) {
+            Ok(Some(tail)) => log::info!("{}: cut; removed bytes kept in {}", p.data_fs.display(), tail.display()),
+            Ok(None) => {}
+            Err(e) => {
+                log::error!("{e}");
+                failed.push(e);
+            }
+        }
+    }
+    if failed.is_empty() {
+        if a.format == Format::Text {
+            let n = plans.iter().filter(|p| p.cut.position < p.current_size).count();
+            emit(&format!("cut {n} of {} file(s); ZODB rebuilds each removed index at its next open\n", plans.len()))?;
+        }
+        Ok(())
+    } else {
+        Err(CliError::runtime(format!(
+            "{} of {} cut(s) failed: {}",
+            failed.len(),
+            plans.len(),
+            failed.join("; ")
+        )))
+    }
+}
+
+fn plan_configured(a: &CutArgs, g: &GlobalArgs, take_lock: bool) -> Result<Vec<Plan>> {
+    let c = Config::load(g.config.as_deref())?;
+    let storages = c.select_storages(&a.storages)?;
+    if storages.is_empty() {
+        return Err(CliError::usage(format!(
+            "no storage to cut: the {} has no [[storage]]; give one, or use `tidstorage cut FILE TID`",
+            c.describe_source()
+        )));
+    }
+    let log_path = a.tid_log.clone().unwrap_or_else(|| c.server.status_file.clone());
+    let replay = statuslog::replay_file(&log_path, ReplayOptions { lenient: a.lenient })
+        .map_err(|e| CliError::runtime(e.to_string()))?;
+    if let Some((line, why)) = &replay.torn_last_line {
+        log::warn!(
+            "{}: damaged last line {line} ignored ({why}); using the point before it",
+            log_path.display()
+        );
+    }
+    let mut plans = Vec::new();
+    let mut errors = Vec::new();
+    for s in storages {
+        let Some(data_fs) = &s.data_fs else {
+            errors.push(format!("storage {:?} has no data_fs in the {}", s.id, c.describe_source()));
+            continue;
+        };
+        let Some(tid) = replay.point.get(&s.id) else {
+            errors.push(format!(
+                "storage {:?} is not in the status file {}: it never had a coherency point; \
+                 check the storage id, or cut that file by hand with `tidstorage cut FILE TID`",
+                s.id,
+                log_path.display()
+            ));
+            continue;
+        };
+        match plan_one(Some(&s.id), data_fs, *tid, take_lock) {
+            Ok(p) => plans.push(p),
+            Err(e) => errors.push(format!("storage {:?}: {e}", s.id)),
+        }
+    }
+    if !errors.is_empty() {
+        return Err(CliError::runtime(format!(
+            "nothing was cut, because {} storage(s) cannot be:\n  {}",
+            errors.len(),
+            errors.join("\n  ")
+        )));
+    }
+    Ok(plans)
+}
+
+fn render(p: &Plan, a: &CutArgs) -> String {
+    let removed = p.current_size - p.cut.position;
+    match a.format {
+        Format::Json => {
+            let v = serde_json::json!({
+                "storage": p.storage,
+                "data_fs": p.data_fs.display().to_string(),
+                "tid": p.tid.0,
+                "tid_hex": p.tid.hex(),
+                "tid_time": p.tid.rfc3339(),
+                "last_kept": p.cut.last_kept_tid.map(tid_json),
+                "current_size": p.current_size,
+                "cut_position": p.cut.position,
+                "bytes_removed": removed,
+                "transactions_removed": p.cut.transactions_removed,
+                "damage": p.cut.damage.as_ref().map(|d| d.to_string()),
+                "notes": p.notes,
+                "dry_run": a.dry_run,
+            });
+            format!("{v}\n")
+        }
+        Format::Text | Format::Tsv => {
+            let mut s = match &p.storage {
+                Some(id) => format!("storage {id}\n  data_fs        {}\n", p.data_fs.display()),
+                None => format!("file {}\n", p.data_fs.display()),
+            };
+            s.push_str(&format!(
+                "  coherent TID   {} 0x{} {}\n  current size   {}\n  cut position   {}\n  removes        {} bytes, {} transaction(s)\n",
+                p.tid.0,
+                p.tid.hex(),
+                p.tid.rfc3339(),
+                p.current_size,
+                p.cut.position,
+                removed,
+                p.cut.transactions_removed
+            ));
+            for n in &p.notes {
+                s.push_str(&format!("  note: {n}\n"));
+            }
+            s
+        }
+    }
+}
+
+/// Cuts one file; returns where the tail went.
+fn execute(p: &Plan, discard_tail: bool) -> std::result::Result<Option<PathBuf>, String> {
+    let path = &p.data_fs;
+    let ctx = |what: &str, e: std::io::Error| format!("{}: {what}: {e}", path.display());
+    let mut file = OpenOptions::new()
+        .read(true)
+        .write(true)
+        .open(path)
+        .map_err(|e| ctx("cannot open for writing", e))?;
+    let size = file.metadata().map_err(|e| ctx("cannot stat", e))?.len();
+    if size != p.current_size {
+        return Err(format!(
+            "{}: size changed from {} to {} since the plan was made; nothing done, run cut again",
+            path.display(),
+            p.current_size,
+            size
+        ));
+    }
+    if p.cut.position >= size {
+        return Ok(None);
+    }
+    let mut tail_path = None;
+    if !discard_tail {
+        let mut target = sibling(path, &format!(".tail-{}", p.tid.hex()));
+        let mut n = 1;
+        while target.exists() {
+            target = sibling(path, &format!(".tail-{}.{n}", p.tid.hex()));
+            n += 1;
+        }
+        let mut tmp = fsutil::TempFile::beside(&target).map_err(|e| ctx("cannot create the tail file", e))?;
+        fsutil::copy_range(&mut file, p.cut.position, size - p.cut.position, tmp.file())
+            .map_err(|e| ctx("cannot save the removed bytes", e))?;
+        tmp.persist(&target).map_err(|e| ctx("cannot save the removed bytes", e))?;
+        tail_path = Some(target);
+    }
+    file.set_len(p.cut.position).map_err(|e| ctx("cannot truncate", e))?;
+    file.sync_all().map_err(|e| ctx("cannot fsync", e))?;
+    let index = sibling(path, ".index");
+    match std::fs::remove_file(&index) {
+        Ok(()) => {}
+        Err(e) if e.kind() == std::io::ErrorKind::NotFound => {}
+        Err(e) => {
+            return Err(format!(
+                "{}: cut, but the stale index {} could not be removed ({e}); delete it before \
+                 starting ZEO, or ZODB will use positions past the end",
+                path.display(),
+                index.display()
+            ))
+        }
+    }
+    fsutil::sync_parent_dir(path).map_err(|e| ctx("cannot fsync the directory", e))?;
+    Ok(tail_path)
+}

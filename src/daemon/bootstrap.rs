@@ -1,0 +1,173 @@
+//! Bootstrap triggers (SPEC §3.5): make every configured storage commit
+//! once so the daemon sees it. A trigger is a command run with the storage
+//! in its environment, or an HTTP GET of `bootstrap.url` with `%s` replaced
+//! by the mountpoint. Neither blocks the event loop: commands are child
+//! processes reaped with `try_wait`; HTTP requests run on short-lived
+//! threads with timeouts and report through a channel.
+
+use std::collections::HashMap;
+use std::io::{Read, Write};
+use std::net::{TcpStream, ToSocketAddrs};
+use std::path::PathBuf;
+use std::process::{Child, Command, Stdio};
+use std::sync::mpsc;
+use std::time::Duration;
+
+use crate::config::{BootstrapConfig, StorageConfig};
+
+pub struct Triggers {
+    cfg: BootstrapConfig,
+    storages: HashMap<String, StorageConfig>,
+    children: Vec<(String, Child)>,
+    http_tx: mpsc::Sender<(String, Result<String, String>)>,
+    http_rx: mpsc::Receiver<(String, Result<String, String>)>,
+    http_in_flight: usize,
+}
+
+impl Triggers {
+    pub fn new(cfg: BootstrapConfig, storages: &[StorageConfig]) -> Triggers {
+        let (http_tx, http_rx) = mpsc::channel();
+        Triggers {
+            cfg,
+            storages: storages.iter().map(|s| (s.id.clone(), s.clone())).collect(),
+            children: Vec::new(),
+            http_tx,
+            http_rx,
+            http_in_flight: 0,
+        }
+    }
+
+    pub fn configured(&self) -> bool {
+        self.cfg.command.is_some() || self.cfg.url.is_some()
+    }
+
+    pub fn retry(&self) -> Duration {
+        self.cfg.retry
+    }
+
+    /// Anything still running that `reap` should look at soon.
+    pub fn busy(&self) -> bool {
+        !self.children.is_empty() || self.http_in_flight > 0
+    }
+
+    /// Fires the trigger of each missing storage (skipping one whose
+    /// previous trigger is still running).
+    pub fn fire(&mut self, missing: &[String]) {
+        if !self.configured() {
+            log::warn!(
+                "bootstrap: no trigger configured ([bootstrap] command or url); waiting for \
+                 natural traffic on: {}",
+                missing.join(", ")
+            );
+            return;
+        }
+        for id in missing {
+            if self.children.iter().any(|(s, _)| s == id) {
+                log::warn!("bootstrap: trigger for {id} still running; not fired again");
+                continue;
+            }
+            let st = self.storages.get(id);
+            let mountpoint = st.and_then(|s| s.mountpoint.clone()).unwrap_or_default();
+            let data_fs = st
+                .and_then(|s| s.data_fs.clone())
+                .unwrap_or_else(PathBuf::new);
+            if let Some(cmd) = &self.cfg.command {
+                match Command::new(cmd)
+                    .env("TIDSTORAGE_STORAGE_ID", id)
+                    .env("TIDSTORAGE_MOUNTPOINT", &mountpoint)
+                    .env("TIDSTORAGE_DATA_FS", &data_fs)
+                    .stdin(Stdio::null())
+                    .stdout(Stdio::null())
+                    .spawn()
+                {
+                    Ok(child) => {
+                        log::info!("bootstrap: ran {} for {id} (pid {})", cmd.display(), child.id());
+                        self.children.push((id.clone(), child));
+                    }
+                    Err(e) => log::error!(
+                        "bootstrap: cannot run {} for {id}: {e}; check [bootstrap] command",
+                        cmd.display()
+                    ),
+                }
+            } else if let Some(url) = &self.cfg.url {
+                let url = url.replace("%s", &mountpoint);
+                let tx = self.http_tx.clone();
+                let id2 = id.clone();
+                self.http_in_flight += 1;
+                log::info!("bootstrap: GET {url} for {id}");
+                std::thread::spawn(move || {
+                    let _ = tx.send((id2, http_get(&url, Duration::from_secs(30))));
+                });
+            }
+        }
+    }
+
+    /// Reaps finished children and HTTP results, logging each outcome.
+    pub fn reap(&mut self) {
+        self.children.retain_mut(|(id, child)| match child.try_wait() {
+            Ok(Some(st)) if st.success() => {
+                log::info!("bootstrap: trigger for {id} finished");
+                false
+            }
+            Ok(Some(st)) => {
+                log::error!("bootstrap: trigger for {id} failed ({st}); retrying at the next period");
+                false
+            }
+            Ok(None) => true,
+            Err(e) => {
+                log::error!("bootstrap: cannot wait for the trigger of {id}: {e}");
+                false
+            }
+        });
+        while let Ok((id, r)) = self.http_rx.try_recv() {
+            self.http_in_flight = self.http_in_flight.saturating_sub(1);
+            match r {
+                Ok(status) => log::info!("bootstrap: GET for {id} answered {status}"),
+                Err(e) => log::error!("bootstrap: GET for {id} failed: {e}; retrying at the next period"),
+            }
+        }
+    }
+}
+
+/// A minimal HTTP/1.0 GET returning the status line; `http://` only.
+fn http_get(url: &str, timeout: Duration) -> Result<String, String> {
+    let rest = url
+        .strip_prefix("http://")
+        .ok_or_else(|| format!("{url}: only http:// URLs are supported"))?;
+    let (hostport, path) = match rest.find('/') {
+        Some(i) => (&rest[..i], &rest[i..]),
+        None => (rest, "/"),
+    };
+    let addr_text = if hostport.contains(':') && !hostport.ends_with(']') {
+        hostport.to_string()
+    } else {
+        format!("{hostport}:80")
+    };
+    let addr = addr_text
+        .to_socket_addrs()
+        .map_err(|e| format!("{url}: cannot resolve {hostport}: {e}"))?
+        .next()
+        .ok_or_else(|| format!("{url}: {hostport} has no address"))?;
+    let mut s = TcpStream::connect_timeout(&addr, timeout).map_err(|e| format!("{url}: {e}"))?;
+    s.set_read_timeout(Some(timeout)).map_err(|e| e.to_string())?;
+    s.set_write_timeout(Some(timeout)).map_err(|e| e.to_string())?;
+    let host = hostport.split(':').next().unwrap_or(hostport);
+    s.write_all(
+        format!("GET {path} HTTP/1.0\r\nHost: {host}\r\nUser-Agent: tidstorage\r\nConnection: close\r\n\r\n")
+            .as_bytes(),
+    )
+    .map_err(|e| format!("{url}: {e}"))?;
+    let mut buf = Vec::new();
+    // Only the status line matters; read a bounded amount.
+    let _ = s.take(64 * 1024).read_to_end(&mut buf);
+    let text = String::from_utf8_lossy(&buf);
+    let line = text.lines().next().unwrap_or("").to_string();
+    let code = line.split_whitespace().nth(1).unwrap_or("");
+    if code.starts_with('2') || code.starts_with('3') {
+        Ok(line)
+    } else if line.is_empty() {
+        Err(format!("{url}: empty answer"))
+    } else {
+        Err(format!("{url}: {line}"))
+    }
+}

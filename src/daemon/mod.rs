@@ -1,0 +1,644 @@
+//! The daemon: the only owner of sockets, file descriptors, signals and the
+//! clock. A hand-rolled, single-threaded `mio` loop that moves bytes from
+//! sockets into the protocol decoder, commands into the engine, answers
+//! back out, and drives the status-file writer and bootstrap triggers from
+//! the poll timeout.
+//!
+//! It must not decide anything about coherency (the engine does), parse
+//! frames (the codec does) or format records (the status log does).
+
+mod bootstrap;
+mod conn;
+mod logfile;
+mod process;
+mod signals;
+
+use std::collections::BTreeMap;
+use std::io;
+use std::net::{SocketAddr, TcpListener as StdListener, ToSocketAddrs};
+use std::os::unix::io::FromRawFd;
+use std::time::{Duration, Instant, SystemTime, UNIX_EPOCH};
+
+use mio::net::TcpListener;
+use mio::{Events, Interest, Poll, Token};
+
+use crate::config::{Config, FsyncMode};
+use crate::engine::{BootstrapState, Engine, EngineConfig, Level, Now};
+use crate::error::{CliError, Result};
+use crate::protocol::{self, Command, Limits};
+use crate::statuslog::{self, FsyncPolicy, RecordKind, ReplayOptions, Schedule, StatusWriter};
+use crate::tid::Tid;
+
+use conn::{Conn, ReadOutcome};
+
+const LISTENER: Token = Token(0);
+const SIGNALS: Token = Token(1);
+/// Connection tokens start here; slot i of the slab is Token(FIRST_CONN + i).
+const FIRST_CONN: usize = 16;
+/// Bytes read from one connection per event before others get a turn.
+const READ_BUDGET: usize = 1 << 20;
+/// Connections accepted per listener event before others get a turn.
+const ACCEPT_BUDGET: usize = 4096;
+/// The listen(2) backlog (the kernel clamps it to net.core.somaxconn).
+const BACKLOG: i32 = 4096;
+
+/// Binds with SO_REUSEADDR and a large backlog (std's is 128, too small for
+/// a thousand Zope threads reconnecting at once).
+fn bind(addr: SocketAddr) -> io::Result<StdListener> {
+    let domain = if addr.is_ipv4() {
+        libc::AF_INET
+    } else {
+        libc::AF_INET6
+    };
+    // SAFETY: plain socket syscalls; the fd is owned by the listener on
+    // success and closed on every error path.
+    unsafe {
+        let fd = libc::socket(domain, libc::SOCK_STREAM | libc::SOCK_CLOEXEC, 0);
+        if fd < 0 {
+            return Err(io::Error::last_os_error());
+        }
+        let listener = StdListener::from_raw_fd(fd);
+        let one: libc::c_int = 1;
+        if libc::setsockopt(
+            fd,
+            libc::SOL_SOCKET,
+            libc::SO_REUSEADDR,
+            &one as *const _ as *const libc::c_void,
+            std::mem::size_of::<libc::c_int>() as libc::socklen_t,
+        ) != 0
+        {
+            return Err(io::Error::last_os_error());
+        }
+        let (storage, len) = sockaddr(&addr);
+        if libc::bind(fd, &storage as *const _ as *const libc::sockaddr, len) != 0 {
+            return Err(io::Error::last_os_error());
+        }
+        if libc::listen(fd, BACKLOG) != 0 {
+            return Err(io::Error::last_os_error());
+        }
+        listener.set_nonblocking(true)?;
+        Ok(listener)
+    }
+}
+
+fn sockaddr(addr: &SocketAddr) -> (libc::sockaddr_storage, libc::socklen_t) {
+    // SAFETY: sockaddr_storage is plain data; zeroed is a valid value.
+    let mut storage: libc::sockaddr_storage = unsafe { std::mem::zeroed() };
+    let len = match addr {
+        SocketAddr::V4(a) => {
+            let sin = libc::sockaddr_in {
+                sin_family: libc::AF_INET as libc::sa_family_t,
+                sin_port: a.port().to_be(),
+                sin_addr: libc::in_addr {
+                    s_addr: u32::from(*a.ip()).to_be(),
+                },
+                sin_zero: [0; 8],
+            };
+            // SAFETY: sockaddr_in fits in sockaddr_storage.
+            unsafe { std::ptr::write(&mut storage as *mut _ as *mut libc::sockaddr_in, sin) };
+            std::mem::size_of::<libc::sockaddr_in>()
+        }
+        SocketAddr::V6(a) => {
+            let sin6 = libc::sockaddr_in6 {
+                sin6_family: libc::AF_INET6 as libc::sa_family_t,
+                sin6_port: a.port().to_be(),
+                sin6_flowinfo: a.flowinfo(),
+                sin6_addr: libc::in6_addr {
+                    s6_addr: a.ip().octets(),
+                },
+                sin6_scope_id: a.scope_id(),
+            };
+            // SAFETY: sockaddr_in6 fits in sockaddr_storage.
+            unsafe { std::ptr::write(&mut storage as *mut _ as *mut libc::sockaddr_in6, sin6) };
+            std::mem::size_of::<libc::sockaddr_in6>()
+        }
+    };
+    (storage, len as libc::socklen_t)
+}
+
+fn fsync_policy(m: FsyncMode) -> FsyncPolicy {
+    match m {
+        FsyncMode::Always => FsyncPolicy::Always,
+        FsyncMode::Interval => FsyncPolicy::Interval(Duration::from_secs(1)),
+        FsyncMode::Never => FsyncPolicy::Never,
+    }
+}
+
+/// Runs the daemon until SIGTERM/SIGINT. Errors before the loop starts
+/// (bad address, unreadable status file, pidfile held) are returned.
+pub fn serve(cfg: Config, detach: bool, level: log::LevelFilter) -> Result<()> {
+    let sc = cfg.server.clone();
+    let sink = match &sc.log_file {
+        Some(p) => logfile::LogSink::file(p).map_err(|e| {
+            CliError::runtime(format!(
+                "cannot open the server log {}: {e}; check the directory and permissions",
+                p.display()
+            ))
+        })?,
+        None => logfile::LogSink::stderr(),
+    };
+    sink.install(level);
+    if detach && sc.log_file.is_none() {
+        log::warn!("--daemon without --log: the server log is discarded once detached");
+    }
+
+    // Replay before binding: a damaged status file must stop us before
+    // any client believes we are serving.
+    let replay = match statuslog::replay_file(&sc.status_file, ReplayOptions { lenient: false }) {
+        Ok(r) => r,
+        Err(e) => {
+            return Err(CliError::runtime(format!(
+                "{e}\n(the daemon did not start; inspect the file with `tidstorage dump \
+                 --status-file {}`, move it aside or fix it)",
+                sc.status_file.display()
+            )))
+        }
+    };
+    if let Some((line, why)) = &replay.torn_last_line {
+        log::warn!(
+            "status file {}: damaged last line {line} ignored ({why}); continuing from the point before it",
+            sc.status_file.display()
+        );
+    }
+
+    let addr = (sc.address.as_str(), sc.port)
+        .to_socket_addrs()
+        .map_err(|e| CliError::usage(format!("cannot resolve listen address {}: {e}", sc.address)))?
+        .next()
+        .ok_or_else(|| CliError::usage(format!("listen address {} has no address", sc.address)))?;
+    let std_listener = bind(addr).map_err(|e| {
+        CliError::runtime(format!(
+            "cannot listen on {addr}: {e}; is another daemon running there? choose another --port"
+        ))
+    })?;
+    let local = std_listener.local_addr().map_err(|e| CliError::runtime(e.to_string()))?;
+
+    let mut pidfile = match &sc.pidfile {
+        Some(p) => Some(process::PidFile::lock(p).map_err(CliError::runtime)?),
+        None => None,
+    };
+    if detach {
+        process::daemonize().map_err(|e| CliError::runtime(format!("cannot detach: {e}")))?;
+    }
+    if let Some(p) = &mut pidfile {
+        p.write_pid().map_err(|e| {
+            CliError::runtime(format!("cannot write the pidfile {}: {e}", p.path().display()))
+        })?;
+    }
+    process::drop_privileges(sc.user.as_deref(), sc.group.as_deref()).map_err(CliError::runtime)?;
+
+    let writer = StatusWriter::open(&sc.status_file, fsync_policy(sc.fsync)).map_err(|e| {
+        CliError::runtime(format!(
+            "cannot open the status file {} for appending: {e}; check the directory and permissions",
+            sc.status_file.display()
+        ))
+    })?;
+
+    let mut d = Daemon::new(cfg, writer, sink, std_listener, local, &replay.point)
+        .map_err(|e| CliError::runtime(format!("cannot set up the event loop: {e}")))?;
+    log::info!(
+        "tidstorage {} serving; status file {} ({} record(s) replayed, {} storage(s) in the last point); pid {}",
+        env!("CARGO_PKG_VERSION"),
+        sc.status_file.display(),
+        replay.records,
+        replay.point.len(),
+        std::process::id()
+    );
+    log::info!("listening on {local}");
+    if sc.log_file.is_some() && !detach {
+        // The log goes to a file: say it where whoever started us looks.
+        println!("listening on {local}");
+        let _ = std::io::Write::flush(&mut std::io::stdout());
+    }
+    let r = d.run();
+    drop(pidfile);
+    r.map_err(|e| CliError::runtime(format!("event loop failed: {e}")))
+}
+
+struct Daemon {
+    cfg: Config,
+    poll: Poll,
+    listener: Option<TcpListener>,
+    signals: signals::Signals,
+    conns: Vec<Option<Conn>>,
+    free: Vec<usize>,
+    live: usize,
+    /// Connections with unread input left by the read budget.
+    again: Vec<Token>,
+    engine: Engine,
+    limits: Limits,
+    writer: StatusWriter,
+    schedule: Schedule,
+    /// Published values changed since the last record (the next `d`).
+    delta: BTreeMap<String, Tid>,
+    status_active: bool,
+    sink: logfile::LogSink,
+    triggers: bootstrap::Triggers,
+    bootstrap_seen: BootstrapState,
+    next_bootstrap_retry: Option<Duration>,
+    started: Instant,
+    local: SocketAddr,
+}
+
+impl Daemon {
+    fn new(
+        cfg: Config,
+        writer: StatusWriter,
+        sink: logfile::LogSink,
+        listener: StdListener,
+        local: SocketAddr,
+        point: &statuslog::Point,
+    ) -> io::Result<Daemon> {
+        let poll = Poll::new()?;
+        let mut listener = TcpListener::from_std(listener);
+        poll.registry().register(&mut listener, LISTENER, Interest::READABLE)?;
+        let mut signals = signals::Signals::install()?;
+        poll.registry().register(signals.source(), SIGNALS, Interest::READABLE)?;
+        let sc = &cfg.server;
+        let mut engine = Engine::new(EngineConfig {
+            storages: cfg.storages.iter().map(|s| s.id.clone()).collect(),
+            stale_after: sc.stale_after,
+            max_future: sc.max_future,
+        });
+        engine.load_point(point);
+        let schedule = Schedule::new(sc.burst_period, sc.full_dump_period);
+        let limits = Limits {
+            max_field: sc.max_field,
+            max_list: sc.max_list,
+        };
+        let triggers = bootstrap::Triggers::new(cfg.bootstrap.clone(), &cfg.storages);
+        Ok(Daemon {
+            poll,
+            listener: Some(listener),
+            signals,
+            conns: Vec::new(),
+            free: Vec::new(),
+            live: 0,
+            again: Vec::new(),
+            engine,
+            limits,
+            writer,
+            schedule,
+            delta: BTreeMap::new(),
+            status_active: false,
+            sink,
+            triggers,
+            bootstrap_seen: BootstrapState::NotStarted,
+            next_bootstrap_retry: None,
+            started: Instant::now(),
+            local,
+            cfg,
+        })
+    }
+
+    fn now(&self) -> Now {
+        Now {
+            mono: self.started.elapsed(),
+            unix: SystemTime::now()
+                .duration_since(UNIX_EPOCH)
+                .map(|d| d.as_secs_f64())
+                .unwrap_or(0.0),
+        }
+    }
+
+    fn run(&mut self) -> io::Result<()> {
+        let mut events = Events::with_capacity(1024);
+        loop {
+            let timeout = self.timeout();
+            match self.poll.poll(&mut events, timeout) {
+                Ok(()) => {}
+                Err(e) if e.kind() == io::ErrorKind::Interrupted => {}
+                Err(e) => return Err(e),
+            }
+            let mut stop = false;
+            let again = std::mem::take(&mut self.again);
+            for t in again {
+                self.conn_ready(t, true, false);
+            }
+            for ev in events.iter() {
+                match ev.token() {
+                    LISTENER => self.accept(),
+                    SIGNALS => {
+                        let p = self.signals.drain();
+                        if p.reopen {
+                            self.reopen();
+                        }
+                        if p.dump_state {
+                            let now = self.now();
+                            log::info!("engine state (SIGUSR1):\n{}", self.engine.state_dump(now));
+                        }
+                        stop |= p.stop;
+                    }
+                    t => self.conn_ready(t, ev.is_readable() || ev.is_read_closed(), ev.is_writable()),
+                }
+            }
+            self.after_events();
+            if stop {
+                self.shutdown();
+                return Ok(());
+            }
+        }
+    }
+
+    /// The poll timeout: the earliest deadline of every timer.
+    fn timeout(&self) -> Option<Duration> {
+        if !self.again.is_empty() {
+            return Some(Duration::ZERO);
+        }
+        let now = self.started.elapsed();
+        let mut deadlines = Vec::new();
+        if self.status_active {
+            deadlines.extend(self.schedule.next_deadline());
+        }
+        deadlines.extend(self.engine.next_deadline());
+        deadlines.extend(self.next_bootstrap_retry);
+        let mut t = deadlines.into_iter().min().map(|d| d.saturating_sub(now));
+        if self.triggers.busy() {
+            let reap = Duration::from_millis(200);
+            t = Some(t.map_or(reap, |t| t.min(reap)));
+        }
+        t
+    }
+
+    fn accept(&mut self) {
+        for _ in 0..ACCEPT_BUDGET {
+            let Some(l) = &self.listener else { return };
+            let (mut sock, peer) = match l.accept() {
+                Ok(x) => x,
+                Err(e) if e.kind() == io::ErrorKind::WouldBlock => return,
+                Err(e) if e.kind() == io::ErrorKind::Interrupted => continue,
+                Err(e) => {
+                    // EMFILE and friends: log and let the next event retry.
+                    log::error!("accept on {} failed: {e}", self.local);
+                    return;
+                }
+            };
+            let allow = &self.cfg.server.allow;
+            if !allow.is_empty() && !allow.iter().any(|c| c.contains(peer.ip())) {
+                log::warn!("refused connection from {peer}: not in the allow list");
+                continue;
+            }
+            if self.live >= self.cfg.server.max_connections {
+                log::warn!(
+                    "refused connection from {peer}: {} connections already open (max_connections)",
+                    self.live
+                );
+                continue;
+            }
+            // Answers must not wait for Nagle: a DUMP is one small write.
+            if let Err(e) = sock.set_nodelay(true) {
+                log::debug!("{peer}: cannot set TCP_NODELAY: {e}");
+            }
+            let slot = self.free.pop().unwrap_or_else(|| {
+                self.conns.push(None);
+                self.conns.len() - 1
+            });
+            let token = Token(FIRST_CONN + slot);
+            if let Err(e) = self.poll.registry().register(&mut sock, token, Interest::READABLE) {
+                log::error!("{peer}: cannot register the connection: {e}");
+                self.free.push(slot);
+                continue;
+            }
+            self.conns[slot] = Some(Conn::new(sock, peer, protocol::Decoder::new(self.limits)));
+            self.live += 1;
+            log::debug!("{peer}: connected");
+        }
+    }
+
+    fn conn_ready(&mut self, token: Token, readable: bool, writable: bool) {
+        let Some(slot) = token.0.checked_sub(FIRST_CONN) else { return };
+        // Unknown or already closed tokens are ignored.
+        let Some(mut c) = self.conns.get_mut(slot).and_then(Option::take) else { return };
+        let mut keep = true;
+        if readable && !c.closing {
+            match c.read_some(READ_BUDGET) {
+                ReadOutcome::More => self.again.push(token),
+                ReadOutcome::Drained => {}
+                ReadOutcome::Eof => c.peer_closed = true,
+                ReadOutcome::Error(e) => {
+                    log::debug!("{}: read failed: {e}; closing", c.peer);
+                    keep = false;
+                }
+            }
+            if keep {
+                keep = self.process(&mut c);
+            }
+        }
+        if keep && (writable || c.has_output()) {
+            if let Err(e) = c.flush() {
+                log::debug!("{}: write failed: {e}; closing", c.peer);
+                keep = false;
+            }
+        }
+        if keep && c.has_output() && c.pending_output() > self.cfg.server.max_output {
+            log::warn!(
+                "{}: more than {} bytes of answers unread; dropping the client (it sends DUMPs and never reads)",
+                c.peer,
+                self.cfg.server.max_output
+            );
+            keep = false;
+        }
+        if keep && (c.closing || c.peer_closed) && !c.has_output() {
+            keep = false;
+        }
+        if keep {
+            if let Err(e) = c.update_interest(self.poll.registry(), token) {
+                log::error!("{}: cannot re-register: {e}", c.peer);
+                keep = false;
+            }
+        }
+        if keep {
+            self.conns[slot] = Some(c);
+        } else {
+            let _ = self.poll.registry().deregister(&mut c.sock);
+            log::debug!("{}: disconnected", c.peer);
+            self.free.push(slot);
+            self.live -= 1;
+        }
+    }
+
+    /// Applies every complete command buffered on `c`; false = close it.
+    fn process(&mut self, c: &mut Conn) -> bool {
+        loop {
+            let cmd = match c.decoder.next_command() {
+                Ok(Some(cmd)) => cmd,
+                Ok(None) => return true,
+                Err(e) => {
+                    log::warn!("{}: malformed frame: {e}; closing this connection", c.peer);
+                    return false;
+                }
+            };
+            let now = self.now();
+            match cmd {
+                Command::Begin { txn, storages } => self.engine.begin(now, &txn, &storages),
+                Command::Commit { txn, tids } => self.engine.commit(now, &txn, &tids),
+                Command::Abort { txn } => self.engine.abort(now, &txn),
+                Command::Dump => {
+                    let p = self.engine.published();
+                    protocol::encode_dump(&mut c.out, p.iter().map(|(s, t)| (s.as_str(), *t)));
+                }
+                Command::Bootstraped => {
+                    protocol::encode_bootstraped(&mut c.out, self.engine.is_bootstrapped())
+                }
+                Command::Info => {
+                    let info = self.info(now);
+                    protocol::encode_info(&mut c.out, &info);
+                }
+                Command::Quit => {
+                    c.closing = true;
+                    return true;
+                }
+                Command::Unknown(w) => log::debug!("{}: unknown command {w:?} ignored", c.peer),
+            }
+        }
+    }
+
+    fn info(&self, now: Now) -> String {
+        let point: serde_json::Map<String, serde_json::Value> = self
+            .engine
+            .published()
+            .iter()
+            .map(|(s, t)| (s.clone(), serde_json::Value::from(t.0)))
+            .collect();
+        serde_json::json!({
+            "version": env!("CARGO_PKG_VERSION"),
+            "bootstrapped": self.engine.is_bootstrapped(),
+            "bootstrap_missing": self.engine.bootstrap_missing(),
+            "uptime_seconds": now.mono.as_secs_f64(),
+            "connections": self.live,
+            "in_flight": self.engine.in_flight_count(),
+            "oldest_in_flight_age_seconds": self.engine.oldest_in_flight_age(now).map(|d| d.as_secs_f64()),
+            "published": point,
+            "counters": self.engine.counters(),
+            "orphans": self.engine.orphans(),
+            "stale": self.engine.stale(now),
+        })
+        .to_string()
+    }
+
+    /// Engine notices to the log, bootstrap progress, status-file records.
+    fn after_events(&mut self) {
+        let now = self.now();
+        if self.engine.next_deadline().is_some_and(|d| d <= now.mono) {
+            self.engine.tick(now);
+        }
+        for n in self.engine.drain_notices() {
+            match n.level {
+                Level::Critical => log::error!("CRITICAL: {}", n.message),
+                Level::Error => log::error!("{}", n.message),
+                Level::Warn => log::warn!("{}", n.message),
+                Level::Info => log::info!("{}", n.message),
+            }
+        }
+        let changed = self.engine.take_changed();
+        if !changed.is_empty() {
+            self.delta.extend(changed);
+            self.schedule.on_changed(now.mono);
+        }
+        self.bootstrap(now);
+        self.triggers.reap();
+        if self.status_active {
+            if let Some(kind) = self.schedule.due(now.mono) {
+                self.write_record(kind, now);
+            }
+        }
+    }
+
+    fn bootstrap(&mut self, now: Now) {
+        let state = self.engine.bootstrap_state();
+        if state != self.bootstrap_seen {
+            match state {
+                BootstrapState::InProgress => {
+                    let missing = self.engine.bootstrap_missing();
+                    log::info!(
+                        "bootstrap started: waiting for a commit on {} storage(s): {}",
+                        missing.len(),
+                        missing.join(", ")
+                    );
+                    self.triggers.fire(&missing);
+                    self.next_bootstrap_retry = Some(now.mono + self.triggers.retry());
+                }
+                BootstrapState::Complete => {
+                    log::info!("bootstrap complete: publishing coherency points");
+                    self.next_bootstrap_retry = None;
+                    self.status_active = true;
+                    self.schedule.on_opened(now.mono);
+                }
+                BootstrapState::NotStarted => {}
+            }
+            self.bootstrap_seen = state;
+        } else if state == BootstrapState::InProgress
+            && self.next_bootstrap_retry.is_some_and(|d| d <= now.mono)
+        {
+            let missing = self.engine.bootstrap_missing();
+            log::warn!(
+                "bootstrap still incomplete: no commit seen yet on {}; firing triggers again",
+                missing.join(", ")
+            );
+            self.triggers.fire(&missing);
+            self.next_bootstrap_retry = Some(now.mono + self.triggers.retry());
+        }
+    }
+
+    fn write_record(&mut self, kind: RecordKind, now: Now) {
+        let entries: Vec<(String, Tid)> = match kind {
+            RecordKind::Full => self
+                .engine
+                .published()
+                .iter()
+                .map(|(s, t)| (s.clone(), *t))
+                .collect(),
+            RecordKind::Delta => self.delta.iter().map(|(s, t)| (s.clone(), *t)).collect(),
+        };
+        match self.writer.write(kind, &entries, now.unix) {
+            Ok(_) => {
+                self.schedule.written(kind, now.mono);
+                self.delta.clear();
+            }
+            Err(e) => {
+                log::error!(
+                    "cannot write to the status file {}: {e}; still serving, retrying at the next period",
+                    self.cfg.server.status_file.display()
+                );
+                self.schedule.failed(now.mono);
+            }
+        }
+    }
+
+    fn reopen(&mut self) {
+        if let Err(e) = self.sink.reopen() {
+            log::error!("SIGHUP: cannot reopen the server log: {e}; still writing to the old file");
+        }
+        match self.writer.reopen() {
+            Ok(()) => log::info!("SIGHUP: server log and status file reopened"),
+            Err(e) => log::error!(
+                "SIGHUP: cannot reopen the status file {}: {e}; still writing to the old file",
+                self.cfg.server.status_file.display()
+            ),
+        }
+        if self.status_active {
+            let now = self.now();
+            self.schedule.on_opened(now.mono);
+            self.write_record(RecordKind::Full, now);
+        }
+    }
+
+    fn shutdown(&mut self) {
+        log::info!("stopping: no new connections");
+        if let Some(mut l) = self.listener.take() {
+            let _ = self.poll.registry().deregister(&mut l);
+        }
+        if self.status_active {
+            let now = self.now();
+            self.write_record(RecordKind::Full, now);
+            if let Err(e) = self.writer.sync() {
+                log::error!("cannot fsync the status file: {e}");
+            }
+        }
+        log::info!(
+            "stopped; {} connection(s) closed, {} transaction(s) were in flight",
+            self.live,
+            self.engine.in_flight_count()
+        );
+    }
+}

@@ -1,0 +1,263 @@
+//! `tidstorage cut` against Data.fs files written by the real ZODB, checked
+//! afterwards by ZODB itself (open, last transaction, fstest).
+
+mod common;
+use common::*;
+
+use std::path::{Path, PathBuf};
+
+struct Site {
+    dir: tempfile::TempDir,
+    files: Vec<PathBuf>,
+    tids: Vec<Vec<u64>>,
+    config: PathBuf,
+    status: PathBuf,
+}
+
+const IDS: [&str; 3] = [
+    r#"[[["127.0.0.1", 8100]], "1"]"#,
+    r#"[[["127.0.0.1", 8100]], "2"]"#,
+    "/srv/zeo3/var/Data.fs",
+];
+
+/// Three real Data.fs files and a config naming them.
+fn site(n: usize) -> Site {
+    let dir = tempfile::tempdir().unwrap();
+    let mut files = Vec::new();
+    let mut tids = Vec::new();
+    let mut cfg = format!("[server]\nstatus_file = \"status.tid\"\n");
+    for (i, id) in IDS.iter().enumerate() {
+        let sub = dir.path().join(format!("zeo{i}"));
+        std::fs::create_dir(&sub).unwrap();
+        let f = sub.join("Data.fs");
+        tids.push(zodb_write(&f, n));
+        cfg.push_str(&format!(
+            "[[storage]]\nid = '{id}'\ndata_fs = \"zeo{i}/Data.fs\"\n"
+        ));
+        files.push(f);
+    }
+    let config = dir.path().join("tidstorage.toml");
+    std::fs::write(&config, cfg).unwrap();
+    let status = dir.path().join("status.tid");
+    Site {
+        dir,
+        files,
+        tids,
+        config,
+        status,
+    }
+}
+
+fn py_repr(s: &str) -> String {
+    format!("'{}'", s.replace('\\', "\\\\").replace('\'', "\\'"))
+}
+
+/// A status file in the original daemon's format (Python 2 longs, no CRC),
+/// whose last full point keeps transaction `keep[i]` on storage i.
+fn write_status(site: &Site, keep: &[usize]) {
+    let mut lines = String::new();
+    let first: Vec<String> = IDS
+        .iter()
+        .enumerate()
+        .map(|(i, id)| format!("{}: {}L", py_repr(id), site.tids[i][0]))
+        .collect();
+    lines.push_str(&format!("1732212345.67 f {{{}}}\n", first.join(", ")));
+    let last: Vec<String> = IDS
+        .iter()
+        .enumerate()
+        .map(|(i, id)| format!("{}: {}L", py_repr(id), site.tids[i][keep[i]]))
+        .collect();
+    lines.push_str(&format!("1732212346.00 d {{{}}}\n", last.join(", ")));
+    std::fs::write(&site.status, lines).unwrap();
+}
+
+fn cut(site: &Site, extra: &[&str]) -> std::process::Output {
+    let mut args = vec!["-c", site.config.to_str().unwrap(), "cut"];
+    args.extend_from_slice(extra);
+    run_in(site.dir.path(), &args)
+}
+
+fn snapshot(files: &[PathBuf]) -> Vec<Vec<u8>> {
+    files.iter().map(|f| std::fs::read(f).unwrap()).collect()
+}
+
+fn sibling(p: &Path, suffix: &str) -> PathBuf {
+    PathBuf::from(format!("{}{suffix}", p.display()))
+}
+
+#[test]
+fn dry_run_plans_and_changes_nothing() {
+    let s = site(6);
+    write_status(&s, &[2, 5, 3]);
+    let before = snapshot(&s.files);
+    let o = cut(&s, &["--dry-run", "--format", "json"]);
+    assert_code(&o, 0);
+    let plans: Vec<serde_json::Value> = stdout(&o)
+        .lines()
+        .map(|l| serde_json::from_str(l).unwrap())
+        .collect();
+    assert_eq!(plans.len(), 3);
+    for (i, p) in plans.iter().enumerate() {
+        assert_eq!(p["storage"], IDS[i]);
+        let keep = [2, 5, 3][i];
+        assert_eq!(p["tid"], s.tids[i][keep]);
+        let size = std::fs::metadata(&s.files[i]).unwrap().len();
+        assert_eq!(p["current_size"], size);
+        // ZODB's own answer for the cut position.
+        let z = zodb(&["size", s.files[i].to_str().unwrap(), &s.tids[i][keep].to_string()]);
+        assert_eq!(p["cut_position"], z["size"]);
+        assert_eq!(p["bytes_removed"], size - z["size"].as_u64().unwrap());
+        assert_eq!(p["transactions_removed"], (5 - keep) as u64);
+        assert_eq!(p["data_fs"], s.files[i].display().to_string());
+    }
+    assert_eq!(snapshot(&s.files), before, "--dry-run changed a file");
+    assert!(!sibling(&s.files[0], &format!(".tail-{:016x}", s.tids[0][2])).exists());
+}
+
+#[test]
+fn cut_makes_zodb_see_the_coherent_point_and_keeps_the_tail() {
+    let s = site(6);
+    let keep = [2, 5, 0];
+    write_status(&s, &keep);
+    let before = snapshot(&s.files);
+    for f in &s.files {
+        assert!(sibling(f, ".index").exists(), "ZODB wrote an index");
+    }
+    let o = cut(&s, &[]);
+    assert_code(&o, 0);
+    assert!(stdout(&o).contains("cut 2 of 3 file(s)"), "{}", stdout(&o));
+    for (i, f) in s.files.iter().enumerate() {
+        let tid = s.tids[i][keep[i]];
+        let z = zodb(&["check", f.to_str().unwrap()]);
+        assert_eq!(z["last_tid"], tid, "storage {i}: ZODB's last transaction");
+        assert_eq!(z["fstest"], "ok", "storage {i}");
+        let now = std::fs::read(f).unwrap();
+        let tail = sibling(f, &format!(".tail-{tid:016x}"));
+        if keep[i] == 5 {
+            // Nothing to remove: file, index and directory untouched.
+            assert_eq!(now, before[i]);
+            assert!(!tail.exists());
+        } else {
+            // prefix + tail = the original bytes.
+            let t = std::fs::read(&tail).expect("tail kept");
+            assert_eq!([now.as_slice(), t.as_slice()].concat(), before[i]);
+            assert!(!sibling(f, ".index").exists(), "stale index removed");
+        }
+    }
+    // Idempotent: a second cut removes nothing more.
+    let o = cut(&s, &[]);
+    assert_code(&o, 0);
+    assert!(stdout(&o).contains("cut 0 of 3 file(s)"), "{}", stdout(&o));
+}
+
+#[test]
+fn discard_tail_keeps_nothing() {
+    let s = site(3);
+    write_status(&s, &[1, 1, 1]);
+    let o = cut(&s, &["--discard-tail"]);
+    assert_code(&o, 0);
+    for (i, f) in s.files.iter().enumerate() {
+        assert!(!sibling(f, &format!(".tail-{:016x}", s.tids[i][1])).exists());
+        assert_eq!(zodb(&["check", f.to_str().unwrap()])["last_tid"], s.tids[i][1]);
+    }
+}
+
+#[test]
+fn storage_missing_from_status_file_cuts_nothing() {
+    let s = site(3);
+    // Only the first two storages in the status file.
+    std::fs::write(
+        &s.status,
+        format!(
+            "1732212345.67 f {{{}: {}, {}: {}}}\n",
+            py_repr(IDS[0]),
+            s.tids[0][0],
+            py_repr(IDS[1]),
+            s.tids[1][0]
+        ),
+    )
+    .unwrap();
+    let before = snapshot(&s.files);
+    let o = cut(&s, &[]);
+    assert_code(&o, 3);
+    let e = stderr(&o);
+    assert!(e.contains("nothing was cut"), "{e}");
+    assert!(e.contains(IDS[2]), "the missing storage is named: {e}");
+    assert_eq!(snapshot(&s.files), before);
+}
+
+#[test]
+fn refuses_a_data_fs_held_by_a_running_zodb() {
+    let s = site(3);
+    write_status(&s, &[0, 0, 0]);
+    let before = snapshot(&s.files);
+    let mut holder = std::process::Command::new(python())
+        .arg(repo_path("tests/python/zodb_tool.py"))
+        .args(["hold", s.files[1].to_str().unwrap()])
+        .stdin(std::process::Stdio::piped())
+        .stdout(std::process::Stdio::piped())
+        .spawn()
+        .unwrap();
+    // Wait (bounded by the child's own start-up) for "ready".
+    let mut line = String::new();
+    std::io::BufRead::read_line(
+        &mut std::io::BufReader::new(holder.stdout.as_mut().unwrap()),
+        &mut line,
+    )
+    .unwrap();
+    assert_eq!(line.trim(), "ready");
+    let o = cut(&s, &[]);
+    drop(holder.stdin.take());
+    holder.wait().unwrap();
+    assert_code(&o, 3);
+    let e = stderr(&o);
+    assert!(e.contains("locked"), "{e}");
+    assert!(e.contains(&s.files[1].display().to_string()), "{e}");
+    assert_eq!(snapshot(&s.files), before, "nothing cut while one file is locked");
+    // Once the holder is gone the cut goes through.
+    let o = cut(&s, &[]);
+    assert_code(&o, 0);
+}
+
+#[test]
+fn single_file_form_and_tid_formats() {
+    let s = site(4);
+    let f = s.files[0].to_str().unwrap();
+    let tid = s.tids[0][1];
+    let want = zodb(&["size", f, &tid.to_string()])["size"].as_u64().unwrap();
+    for form in [
+        tid.to_string(),
+        format!("{tid:016x}"),
+        format!("0x{tid:x}"),
+    ] {
+        let o = run_in(s.dir.path(), &["cut", "--dry-run", "--format", "json", f, &form]);
+        assert_code(&o, 0);
+        let v: serde_json::Value = serde_json::from_str(stdout(&o).trim()).unwrap();
+        assert_eq!(v["cut_position"], want, "form {form}");
+        assert_eq!(v["storage"], serde_json::Value::Null);
+    }
+    let link = s.dir.path().join("tidstorage-cut");
+    std::os::unix::fs::symlink(bin(), &link).unwrap();
+    let o = std::process::Command::new(&link)
+        .args([f, &tid.to_string()])
+        .output()
+        .unwrap();
+    assert_code(&o, 0);
+    assert_eq!(std::fs::metadata(f).unwrap().len(), want);
+    assert_eq!(zodb(&["check", f])["last_tid"], tid);
+}
+
+#[test]
+fn damaged_status_file_is_refused_with_line_number() {
+    let s = site(2);
+    std::fs::write(
+        &s.status,
+        "1732212345.67 f {'a': 5}\n1732212344.00 d {'a': 6}\n1732212346.00 d {'a': 7}\n",
+    )
+    .unwrap();
+    let before = snapshot(&s.files);
+    let o = cut(&s, &["--dry-run"]);
+    assert_code(&o, 3);
+    assert!(stderr(&o).contains("line 2"), "{}", stderr(&o));
+    assert_eq!(snapshot(&s.files), before);
+}

@@ -1,0 +1,268 @@
+//! The daemon as a process: status-file records, signals (HUP, USR1,
+//! TERM), restart from the status file, pidfile lock, `--daemon` mode, and
+//! the `dump` / `bootstrap-status` clients.
+
+mod common;
+use common::*;
+
+use std::time::{Duration, Instant};
+
+fn wait_for(what: &str, mut f: impl FnMut() -> bool) {
+    let end = Instant::now() + DEADLINE;
+    while !f() {
+        assert!(Instant::now() < end, "timed out waiting for {what}");
+        std::thread::sleep(Duration::from_millis(20));
+    }
+}
+
+fn read(p: &std::path::Path) -> String {
+    std::fs::read_to_string(p).unwrap_or_default()
+}
+
+fn publish(c: &mut Client, txn: &str, pairs: &[(&str, u64)]) {
+    let ids: Vec<&str> = pairs.iter().map(|(s, _)| *s).collect();
+    c.begin(txn, &ids);
+    c.commit(txn, pairs);
+}
+
+fn bootstrapped(d: &Daemon) -> Client {
+    let mut c = d.client();
+    c.begin("warmup", &[]);
+    c.abort("warmup");
+    c.wait_bootstrapped();
+    c
+}
+
+#[test]
+fn records_follow_the_point_and_term_writes_a_final_full_record() {
+    let dir = tempfile::tempdir().unwrap();
+    let d = Daemon::start(dir.path(), &["--burst-period", "50ms", "--full-dump-period", "1h"]);
+    let mut c = d.client();
+    // Nothing is written before bootstrap.
+    publish(&mut c, "t0", &[("a", 1)]);
+    c.wait_bootstrapped();
+    std::thread::sleep(Duration::from_millis(100));
+    publish(&mut c, "t1", &[("a", 2), ("b", 3)]);
+    wait_for("a d record", || read(&d.status_file).contains(" d "));
+    publish(&mut c, "t2", &[("b", 4)]);
+    wait_for("a second d record", || read(&d.status_file).matches(" d ").count() >= 2);
+    let text = read(&d.status_file);
+    let lines: Vec<&str> = text.lines().collect();
+    assert!(lines[0].contains(" f "), "an f record first after opening: {text}");
+    // The last d record holds only what changed (b).
+    let last_d = lines.iter().rev().find(|l| l.contains(" d ")).unwrap();
+    assert!(last_d.contains("'b': 4") && !last_d.contains("'a'"), "{last_d}");
+    let (code, log) = d.stop();
+    assert_eq!(code, Some(0), "{}", log.join("\n"));
+    let text = read(&dir.path().join("status.tid"));
+    let last = text.lines().last().unwrap();
+    assert!(last.contains(" f ") && last.contains("'a': 2") && last.contains("'b': 4"), "{text}");
+    // Our own reader validates the whole file.
+    let o = run_in(dir.path(), &["dump", "--status-file", "status.tid", "--format", "tsv"]);
+    assert_code(&o, 0);
+    assert_eq!(stdout(&o), format!(
+        "a\t2\t{}\nb\t4\t{}\n",
+        tidstorage::tid::Tid(2).hex() + "\t" + &tidstorage::tid::Tid(2).rfc3339(),
+        tidstorage::tid::Tid(4).hex() + "\t" + &tidstorage::tid::Tid(4).rfc3339()
+    ));
+}
+
+#[test]
+fn restart_serves_the_last_point_at_once() {
+    let dir = tempfile::tempdir().unwrap();
+    let d = Daemon::start(dir.path(), &[]);
+    let mut c = bootstrapped(&d);
+    publish(&mut c, "t1", &[("s1", 10), ("s2", 20)]);
+    assert_eq!(c.dump(), pt(&[("s1", 10), ("s2", 20)]));
+    drop(c);
+    let (code, _) = d.stop();
+    assert_eq!(code, Some(0));
+    let d = Daemon::start(dir.path(), &[]);
+    let mut c = d.client();
+    assert_eq!(c.dump(), pt(&[("s1", 10), ("s2", 20)]));
+    assert!(!c.bootstraped(), "new values still wait for bootstrap");
+    // New values wait for bootstrap, then publish.
+    publish(&mut c, "t2", &[("s1", 11)]);
+    assert_eq!(c.dump(), pt(&[("s1", 10), ("s2", 20)]));
+    c.wait_bootstrapped();
+    publish(&mut c, "t3", &[("s2", 21)]);
+    assert_eq!(c.dump(), pt(&[("s1", 11), ("s2", 21)]));
+}
+
+#[test]
+fn hup_reopens_log_and_status_file_usr1_dumps_state() {
+    let dir = tempfile::tempdir().unwrap();
+    let log = dir.path().join("server.log");
+    let d = Daemon::start(
+        dir.path(),
+        &["--log", log.to_str().unwrap(), "--full-dump-period", "1h"],
+    );
+    let _ = d; // the log goes to the file, not stderr
+    let mut c = bootstrapped(&d);
+    publish(&mut c, "t1", &[("s1", 10)]);
+    wait_for("the first record", || read(&d.status_file).contains("'s1': 10"));
+    // logrotate: move both away, then HUP.
+    std::fs::rename(&log, dir.path().join("server.log.1")).unwrap();
+    std::fs::rename(&d.status_file, dir.path().join("status.tid.1")).unwrap();
+    d.signal(libc::SIGHUP);
+    wait_for("a new status file with an f record", || {
+        let t = read(&d.status_file);
+        t.contains(" f ") && t.contains("'s1': 10")
+    });
+    wait_for("a new server log", || read(&log).contains("reopened"));
+    d.signal(libc::SIGUSR1);
+    wait_for("the engine state in the log", || read(&log).contains("engine state"));
+    let (code, _) = d.stop();
+    assert_eq!(code, Some(0));
+    assert!(read(&log).contains("stopped"));
+}
+
+#[test]
+fn pidfile_blocks_a_second_daemon_and_is_removed_on_exit() {
+    let dir = tempfile::tempdir().unwrap();
+    let pid = dir.path().join("t.pid");
+    let d = Daemon::start(dir.path(), &["--pidfile", pid.to_str().unwrap()]);
+    assert_eq!(read(&pid).trim(), d.child.id().to_string());
+    let o = run_in(
+        dir.path(),
+        &["serve", "--port", "0", "--status-file", "other.tid", "--pidfile", pid.to_str().unwrap()],
+    );
+    assert_code(&o, 3);
+    assert!(stderr(&o).contains("holds the pidfile"), "{}", stderr(&o));
+    let (code, _) = d.stop();
+    assert_eq!(code, Some(0));
+    assert!(!pid.exists(), "pidfile removed on exit");
+}
+
+#[test]
+fn daemon_mode_detaches_and_stops_on_term() {
+    let dir = tempfile::tempdir().unwrap();
+    let pid = dir.path().join("d.pid");
+    let log = dir.path().join("d.log");
+    let status = dir.path().join("d.tid");
+    let o = run_in(
+        dir.path(),
+        &[
+            "serve",
+            "--daemon",
+            "--port",
+            "0",
+            "--status-file",
+            status.to_str().unwrap(),
+            "--pidfile",
+            pid.to_str().unwrap(),
+            "--log",
+            log.to_str().unwrap(),
+        ],
+    );
+    assert_code(&o, 0);
+    wait_for("the pidfile", || !read(&pid).trim().is_empty());
+    wait_for("listening", || read(&log).contains("listening on"));
+    let daemon_pid: i32 = read(&pid).trim().parse().unwrap();
+    let text = read(&log);
+    let port: u16 = text
+        .lines()
+        .find_map(|l| l.split("listening on ").nth(1))
+        .and_then(|a| a.trim().rsplit(':').next())
+        .unwrap()
+        .parse()
+        .unwrap();
+    let mut c = Client::connect(port);
+    assert_eq!(c.dump(), pt(&[]));
+    // SAFETY: kill(2) on the daemon we started.
+    unsafe { libc::kill(daemon_pid, libc::SIGTERM) };
+    wait_for("the pidfile to go", || !pid.exists());
+    assert!(read(&log).contains("stopped"));
+}
+
+#[test]
+fn dump_and_bootstrap_status_clients() {
+    let dir = tempfile::tempdir().unwrap();
+    let d = Daemon::start(dir.path(), &[]);
+    let server = format!("127.0.0.1:{}", d.port);
+    let o = run_in(dir.path(), &["bootstrap-status", "--server", &server]);
+    assert_code(&o, 1);
+    assert_eq!(stdout(&o).trim(), "incomplete");
+    let mut c = bootstrapped(&d);
+    publish(&mut c, "t1", &[("s1", 291936934231455914)]);
+    let o = run_in(dir.path(), &["bootstrap-status", "--server", &server]);
+    assert_code(&o, 0);
+    assert_eq!(stdout(&o).trim(), "complete");
+    let o = run_in(dir.path(), &["dump", "--server", &server]);
+    assert_code(&o, 0);
+    let out = stdout(&o);
+    assert!(out.contains("s1") && out.contains("291936934231455914"), "{out}");
+    assert!(out.contains("040d2b184daeb8aa") && out.contains("2026-11-21T16:24:18.206837Z"), "{out}");
+    let o = run_in(dir.path(), &["dump", "--server", &server, "--format", "json"]);
+    let v: serde_json::Value = serde_json::from_str(&stdout(&o)).unwrap();
+    assert_eq!(v["point"][0]["tid"], 291936934231455914u64);
+    // Unreachable daemon: exit 3, the address named, a hint given.
+    drop(c);
+    let (code, _) = d.stop();
+    assert_eq!(code, Some(0));
+    let o = run_in(dir.path(), &["dump", "--server", &server]);
+    assert_code(&o, 3);
+    assert!(stderr(&o).contains(&server), "{}", stderr(&o));
+    assert!(stderr(&o).contains("is the daemon running"), "{}", stderr(&o));
+    let o = run_in(dir.path(), &["bootstrap-status", "--server", &server, "--wait", "200ms"]);
+    assert_code(&o, 3);
+}
+
+#[test]
+fn bootstrap_status_wait_until_complete() {
+    let dir = tempfile::tempdir().unwrap();
+    let d = Daemon::start(dir.path(), &[]);
+    let server = format!("127.0.0.1:{}", d.port);
+    let o = run_in(dir.path(), &["bootstrap-status", "--server", &server, "--wait", "300ms"]);
+    assert_code(&o, 1);
+    let mut waiter = std::process::Command::new(bin())
+        .args(["bootstrap-status", "--server", &server, "--wait", "30s"])
+        .stdout(std::process::Stdio::piped())
+        .spawn()
+        .unwrap();
+    let _c = bootstrapped(&d);
+    let st = waiter.wait().unwrap();
+    assert_eq!(st.code(), Some(0));
+}
+
+#[test]
+fn bootstrap_trigger_command_runs_for_missing_storages() {
+    let dir = tempfile::tempdir().unwrap();
+    let script = dir.path().join("touch.sh");
+    let out = dir.path().join("triggered");
+    std::fs::write(
+        &script,
+        format!(
+            "#!/bin/sh\necho \"$TIDSTORAGE_STORAGE_ID $TIDSTORAGE_MOUNTPOINT $TIDSTORAGE_DATA_FS\" >> {}\n",
+            out.display()
+        ),
+    )
+    .unwrap();
+    std::os::unix::fs::PermissionsExt::set_mode(
+        &mut std::fs::metadata(&script).unwrap().permissions(),
+        0o755,
+    );
+    std::fs::set_permissions(&script, std::os::unix::fs::PermissionsExt::from_mode(0o755)).unwrap();
+    std::fs::write(
+        dir.path().join("t.toml"),
+        format!(
+            "[bootstrap]\ncommand = \"{}\"\nretry = \"200ms\"\n\
+             [[storage]]\nid = \"s1\"\nmountpoint = \"m1\"\ndata_fs = \"/srv/1/Data.fs\"\n\
+             [[storage]]\nid = \"s2\"\nmountpoint = \"m2\"\ndata_fs = \"/srv/2/Data.fs\"\n",
+            script.display()
+        ),
+    )
+    .unwrap();
+    let mut d = Daemon::start(dir.path(), &["-c", "t.toml"]);
+    let mut c = d.client();
+    // s1 commits naturally: only s2 needs its trigger.
+    publish(&mut c, "t1", &[("s1", 5)]);
+    wait_for("the trigger for s2", || read(&out).contains("s2 m2 /srv/2/Data.fs"));
+    assert!(!read(&out).contains("s1 "), "s1 was seen, no trigger: {}", read(&out));
+    // The retry fires it again while s2 is still missing.
+    wait_for("a retry", || read(&out).matches("s2 m2").count() >= 2);
+    assert!(!c.bootstraped());
+    publish(&mut c, "t2", &[("s2", 6)]);
+    c.wait_bootstrapped();
+    assert!(d.wait_log("bootstrap complete").is_some());
+}
