@@ -1,0 +1,382 @@
+//! Read-only access to a ZODB FileStorage file (`Data.fs`, SPEC §5).
+//!
+//! Owns: opening and checking the magic, decoding transaction and data
+//! records ([`layout`]), forward and backward iteration ([`reader`]),
+//! fstest-like verification ([`verify`]) and the valid prefix / cut position
+//! computations that mirror what ZODB's read-only `FileStorage` open does
+//! ([`cut`]).
+//!
+//! Must not: write to the file (the `cut` command truncates, not this
+//! module), trust any length before checking it against the file size (with
+//! overflow), allocate from a length read in the file, or panic on any
+//! input. Every malformed byte sequence becomes an [`Error`] carrying the
+//! path and the offset where the damage starts.
+//!
+//! Offsets are `u64` byte positions from the start of the file; TIDs are
+//! [`Tid`] everywhere.
+
+pub mod cut;
+pub mod layout;
+pub mod reader;
+pub mod verify;
+
+use std::fmt;
+use std::fs::File;
+use std::io;
+use std::os::unix::fs::FileExt;
+use std::path::{Path, PathBuf};
+
+use crate::tid::Tid;
+
+pub use cut::{CutPosition, ValidPrefix, Walk};
+pub use reader::{BackwardIter, ForwardIter};
+pub use verify::{TxnSummary, VerifyReport};
+
+/// A failure reading a Data.fs: where, and what.
+#[derive(Debug)]
+pub struct Error {
+    pub path: PathBuf,
+    /// Byte offset where the problem starts (for damage: the first byte a
+    /// reader cannot trust).
+    pub offset: u64,
+    pub kind: ErrorKind,
+}
+
+/// I/O failure and damage are kept apart: the first may go away on retry,
+/// the second is in the bytes.
+#[derive(Debug)]
+pub enum ErrorKind {
+    Io(io::Error),
+    /// The file does not start with a FileStorage magic.
+    BadMagic {
+        found: Vec<u8>,
+    },
+    /// A record announces more bytes than the file holds.
+    Truncated {
+        needed: u64,
+        available: u64,
+        what: &'static str,
+    },
+    Corrupt(Corruption),
+}
+
+/// The ways a structurally readable record can be wrong.
+#[derive(Debug, Clone, PartialEq, Eq)]
+pub enum Corruption {
+    /// A status byte that is not ASCII: ZODB fails decoding it.
+    NonAsciiStatus(u8),
+    /// An ASCII status other than ' ', 'p', 'u', 'c'.
+    InvalidStatus(u8),
+    /// A transaction left with the checkpoint status: voted, never finished.
+    Checkpoint,
+    /// tlen smaller than the header plus user, description and extension.
+    TxnShorterThanHeader { tlen: u64, header_len: u64 },
+    /// The redundant trailing length differs from the header's tlen.
+    RedundantLength { header: u64, trailer: u64 },
+    /// A transaction whose tid is not above the previous one's.
+    TidNotIncreasing { tid: Tid, previous: Tid },
+    /// A TID of 0xffffffffffffffff: ZODB's open stops before it.
+    ReservedTid,
+    /// A data record that ends after its transaction's data records.
+    DataRecordCrossesTxn { record_end: u64, txn_end: u64 },
+    /// A data record whose tloc is not its transaction's offset.
+    DataRecordWrongTxn { tloc: u64, txn_pos: u64 },
+    /// A data record whose tid is not its transaction's tid.
+    DataRecordWrongTid { tid: Tid, txn_tid: Tid },
+    /// A data record with a version (unsupported since ZODB 3.9).
+    VersionLength(u16),
+    /// A previous-record pointer not below the record.
+    PrevPointer { prev: u64 },
+    /// A back pointer not below the record.
+    BackPointer { back: u64 },
+    /// The backward walk met a trailing length that leads nowhere valid.
+    BackwardChain { tlen: u64 },
+    /// A transaction offset inside the 4-byte magic.
+    OffsetInMagic,
+}
+
+impl fmt::Display for Corruption {
+    fn fmt(&self, f: &mut fmt::Formatter<'_>) -> fmt::Result {
+        match self {
+            Corruption::NonAsciiStatus(b) => {
+                write!(f, "transaction status byte 0x{b:02x} is not ascii")
+            }
+            Corruption::InvalidStatus(b) => write!(
+                f,
+                "invalid transaction status {:?} (expected ' ', 'p', 'u' or 'c')",
+                *b as char
+            ),
+            Corruption::Checkpoint => write!(
+                f,
+                "transaction has the checkpoint status 'c' (voted but never finished)"
+            ),
+            Corruption::TxnShorterThanHeader { tlen, header_len } => write!(
+                f,
+                "transaction length {tlen} is shorter than its header ({header_len} bytes)"
+            ),
+            Corruption::RedundantLength { header, trailer } => write!(
+                f,
+                "redundant transaction length {trailer} differs from the header's {header}"
+            ),
+            Corruption::TidNotIncreasing { tid, previous } => write!(
+                f,
+                "time-stamp reduction: tid {} is not above the previous {}",
+                tid.hex(),
+                previous.hex()
+            ),
+            Corruption::ReservedTid => write!(
+                f,
+                "transaction has tid ffffffffffffffff, which zodb never reads"
+            ),
+            Corruption::DataRecordCrossesTxn {
+                record_end,
+                txn_end,
+            } => write!(
+                f,
+                "data record ends at {record_end}, beyond its transaction's data end {txn_end}"
+            ),
+            Corruption::DataRecordWrongTxn { tloc, txn_pos } => write!(
+                f,
+                "data record points to transaction {tloc}, not to its transaction {txn_pos}"
+            ),
+            Corruption::DataRecordWrongTid { tid, txn_tid } => write!(
+                f,
+                "data record tid {} differs from its transaction's {}",
+                tid.hex(),
+                txn_tid.hex()
+            ),
+            Corruption::VersionLength(v) => {
+                write!(f, "data record has version length {v} (must be 0)")
+            }
+            Corruption::PrevPointer { prev } => {
+                write!(f, "data record's previous pointer {prev} is not below it")
+            }
+            Corruption::BackPointer { back } => {
+                write!(f, "data record's back pointer {back} is not below it")
+            }
+            Corruption::BackwardChain { tlen } => write!(
+                f,
+                "trailing transaction length {tlen} does not lead to a matching transaction header"
+            ),
+            Corruption::OffsetInMagic => write!(
+                f,
+                "offset is inside the file magic; transactions start at offset 4"
+            ),
+        }
+    }
+}
+
+impl fmt::Display for Error {
+    fn fmt(&self, f: &mut fmt::Formatter<'_>) -> fmt::Result {
+        write!(f, "{}: offset {}: ", self.path.display(), self.offset)?;
+        match &self.kind {
+            ErrorKind::Io(e) => write!(
+                f,
+                "i/o error: {e}; check that the file is readable and the disk healthy"
+            ),
+            ErrorKind::BadMagic { found } => write!(
+                f,
+                "not a FileStorage file (magic {:?}, expected \"FS30\" or \"FS21\"); \
+                 check the path points at a Data.fs",
+                String::from_utf8_lossy(found)
+            ),
+            ErrorKind::Truncated {
+                needed,
+                available,
+                what,
+            } => write!(
+                f,
+                "truncated {what}: needs {needed} bytes, {available} left in the file; \
+                 the file ends with a partial record: cut it before this offset \
+                 (tidstorage cut) or restore it from a backup"
+            ),
+            ErrorKind::Corrupt(c) => write!(
+                f,
+                "{c}; the file is damaged from here: cut it before this offset \
+                 (tidstorage cut) if this is its tail, or restore it from a backup"
+            ),
+        }
+    }
+}
+
+impl std::error::Error for Error {
+    fn source(&self) -> Option<&(dyn std::error::Error + 'static)> {
+        match &self.kind {
+            ErrorKind::Io(e) => Some(e),
+            _ => None,
+        }
+    }
+}
+
+impl Error {
+    /// True for damage in the bytes, false for I/O failure.
+    pub fn is_damage(&self) -> bool {
+        !matches!(self.kind, ErrorKind::Io(_))
+    }
+}
+
+/// A transaction header read from the file, already checked to fit in it:
+/// `tlen >= header_len()` and `end() <= size`.
+#[derive(Debug, Clone, Copy, PartialEq, Eq)]
+pub struct TxnHeader {
+    pub pos: u64,
+    pub tid: Tid,
+    pub tlen: u64,
+    pub status: u8,
+    pub user_len: u16,
+    pub desc_len: u16,
+    pub ext_len: u16,
+}
+
+impl TxnHeader {
+    /// Offset just after the redundant length: where the next transaction
+    /// starts.
+    pub fn end(&self) -> u64 {
+        // Checked when the header was read: pos + tlen + 8 <= file size.
+        self.pos + self.tlen + layout::TXN_TRAILER_LEN
+    }
+
+    /// Header plus user, description and extension.
+    pub fn header_len(&self) -> u64 {
+        layout::TXN_HEADER_LEN as u64
+            + self.user_len as u64
+            + self.desc_len as u64
+            + self.ext_len as u64
+    }
+
+    /// Offset of the redundant trailing length (end of the data records).
+    pub fn data_end(&self) -> u64 {
+        self.pos + self.tlen
+    }
+
+    /// Offset of the first data record.
+    pub fn data_start(&self) -> u64 {
+        self.pos + self.header_len()
+    }
+}
+
+/// An open Data.fs. Reads never move a shared cursor, so `&self` suffices.
+#[derive(Debug)]
+pub struct DataFs {
+    file: File,
+    path: PathBuf,
+    size: u64,
+    magic: [u8; 4],
+}
+
+impl DataFs {
+    /// Opens read-only and checks the magic. An empty (0-byte) file is
+    /// refused although ZODB's read-only open reports it as size 4: there is
+    /// no offset 4 to cut at in it.
+    pub fn open(path: &Path) -> Result<DataFs, Error> {
+        let err = |offset, kind| Error {
+            path: path.to_path_buf(),
+            offset,
+            kind,
+        };
+        let file = File::open(path).map_err(|e| err(0, ErrorKind::Io(e)))?;
+        let size = file.metadata().map_err(|e| err(0, ErrorKind::Io(e)))?.len();
+        let mut magic = [0u8; 4];
+        if size < layout::MAGIC_LEN {
+            let mut found = vec![0u8; size as usize];
+            file.read_exact_at(&mut found, 0)
+                .map_err(|e| err(0, ErrorKind::Io(e)))?;
+            return Err(err(
+                0,
+                if size == 0 {
+                    ErrorKind::Truncated {
+                        needed: layout::MAGIC_LEN,
+                        available: 0,
+                        what: "file magic",
+                    }
+                } else {
+                    ErrorKind::BadMagic { found }
+                },
+            ));
+        }
+        file.read_exact_at(&mut magic, 0)
+            .map_err(|e| err(0, ErrorKind::Io(e)))?;
+        if magic != layout::MAGIC_FS30 && magic != layout::MAGIC_FS21 {
+            return Err(err(
+                0,
+                ErrorKind::BadMagic {
+                    found: magic.to_vec(),
+                },
+            ));
+        }
+        Ok(DataFs {
+            file,
+            path: path.to_path_buf(),
+            size,
+            magic,
+        })
+    }
+
+    pub fn path(&self) -> &Path {
+        &self.path
+    }
+
+    /// File length when it was opened; everything beyond is ignored.
+    pub fn size(&self) -> u64 {
+        self.size
+    }
+
+    /// `FS30` or `FS21`.
+    pub fn magic(&self) -> [u8; 4] {
+        self.magic
+    }
+
+    pub(crate) fn error(&self, offset: u64, kind: ErrorKind) -> Error {
+        Error {
+            path: self.path.clone(),
+            offset,
+            kind,
+        }
+    }
+
+    pub(crate) fn corrupt(&self, offset: u64, c: Corruption) -> Error {
+        self.error(offset, ErrorKind::Corrupt(c))
+    }
+
+    /// Reads `buf.len()` bytes at `pos`, refusing (as `Truncated`, reported
+    /// at `pos`) anything past the size seen at open.
+    pub(crate) fn read_at(
+        &self,
+        pos: u64,
+        buf: &mut [u8],
+        what: &'static str,
+    ) -> Result<(), Error> {
+        let available = self.size.saturating_sub(pos);
+        if (buf.len() as u64) > available {
+            return Err(self.error(
+                pos,
+                ErrorKind::Truncated {
+                    needed: buf.len() as u64,
+                    available,
+                    what,
+                },
+            ));
+        }
+        self.file
+            .read_exact_at(buf, pos)
+            .map_err(|e| self.error(pos, ErrorKind::Io(e)))
+    }
+
+    pub(crate) fn read_u64_at(&self, pos: u64, what: &'static str) -> Result<u64, Error> {
+        let mut b = [0u8; 8];
+        self.read_at(pos, &mut b, what)?;
+        Ok(u64::from_be_bytes(b))
+    }
+
+    pub(crate) fn read_raw_txn_header(&self, pos: u64) -> Result<layout::RawTxnHeader, Error> {
+        let mut b = [0u8; layout::TXN_HEADER_LEN];
+        self.read_at(pos, &mut b, "transaction header")?;
+        Ok(layout::RawTxnHeader::decode(&b))
+    }
+
+    pub(crate) fn read_raw_data_header(&self, pos: u64) -> Result<layout::RawDataHeader, Error> {
+        let mut b = [0u8; layout::DATA_HEADER_LEN];
+        self.read_at(pos, &mut b, "data record header")?;
+        Ok(layout::RawDataHeader::decode(&b))
+    }
+}
