@@ -58,8 +58,10 @@ impl DaemonClient {
         for a in &addrs {
             match TcpStream::connect_timeout(a, TIMEOUT) {
                 Ok(sock) => {
-                    sock.set_read_timeout(Some(TIMEOUT)).map_err(|e| unreachable(&e))?;
-                    sock.set_write_timeout(Some(TIMEOUT)).map_err(|e| unreachable(&e))?;
+                    sock.set_read_timeout(Some(TIMEOUT))
+                        .map_err(|e| unreachable(&e))?;
+                    sock.set_write_timeout(Some(TIMEOUT))
+                        .map_err(|e| unreachable(&e))?;
                     let _ = sock.set_nodelay(true);
                     return Ok(DaemonClient {
                         sock,
@@ -108,14 +110,18 @@ impl DaemonClient {
     pub fn dump(&mut self) -> Result<Vec<(String, Tid)>, CliError> {
         match self.ask("DUMP", Expect::Dump)? {
             Response::Dump(p) => Ok(p),
-            r => Err(CliError::runtime(format!("unexpected answer to DUMP: {r:?}"))),
+            r => Err(CliError::runtime(format!(
+                "unexpected answer to DUMP: {r:?}"
+            ))),
         }
     }
 
     pub fn bootstrapped(&mut self) -> Result<bool, CliError> {
         match self.ask("BOOTSTRAPED", Expect::Bootstraped)? {
             Response::Bootstraped(b) => Ok(b),
-            r => Err(CliError::runtime(format!("unexpected answer to BOOTSTRAPED: {r:?}"))),
+            r => Err(CliError::runtime(format!(
+                "unexpected answer to BOOTSTRAPED: {r:?}"
+            ))),
         }
     }
 
@@ -123,9 +129,14 @@ impl DaemonClient {
     pub fn info(&mut self) -> Result<serde_json::Value, CliError> {
         match self.ask("INFO", Expect::Info)? {
             Response::Info(j) => serde_json::from_str(&j).map_err(|e| {
-                CliError::runtime(format!("the daemon at {} sent invalid INFO JSON: {e}", self.addr))
+                CliError::runtime(format!(
+                    "the daemon at {} sent invalid INFO JSON: {e}",
+                    self.addr
+                ))
             }),
-            r => Err(CliError::runtime(format!("unexpected answer to INFO: {r:?}"))),
+            r => Err(CliError::runtime(format!(
+                "unexpected answer to INFO: {r:?}"
+            ))),
         }
     }
 }

@@ -92,7 +92,8 @@ impl Cidr {
 impl std::str::FromStr for Cidr {
     type Err = String;
     fn from_str(s: &str) -> Result<Cidr, String> {
-        let bad = || format!("invalid address block {s:?}; write e.g. \"10.0.0.0/8\" or \"::1/128\"");
+        let bad =
+            || format!("invalid address block {s:?}; write e.g. \"10.0.0.0/8\" or \"::1/128\"");
         let (a, p) = match s.split_once('/') {
             Some((a, p)) => (a, Some(p)),
             None => (s, None),
@@ -143,7 +144,9 @@ impl std::str::FromStr for FsyncMode {
             "always" => Ok(FsyncMode::Always),
             "interval" => Ok(FsyncMode::Interval),
             "never" => Ok(FsyncMode::Never),
-            _ => Err(format!("invalid fsync mode {s:?}; use always, interval or never")),
+            _ => Err(format!(
+                "invalid fsync mode {s:?}; use always, interval or never"
+            )),
         }
     }
 }
@@ -367,7 +370,10 @@ impl Config {
             port: s.port.unwrap_or(d.port),
             status_file: s.status_file.map(resolve).unwrap_or(d.status_file),
             burst_period: s.burst_period.map(|v| v.0).unwrap_or(d.burst_period),
-            full_dump_period: s.full_dump_period.map(|v| v.0).unwrap_or(d.full_dump_period),
+            full_dump_period: s
+                .full_dump_period
+                .map(|v| v.0)
+                .unwrap_or(d.full_dump_period),
             fsync: s.fsync.unwrap_or(d.fsync),
             log_file: s.log_file.map(resolve),
             pidfile: s.pidfile.map(resolve),
@@ -410,7 +416,10 @@ impl Config {
             let span = st.id.span();
             let id = st.id.into_inner();
             if id.is_empty() {
-                return Err(CliError::usage(format!("{}: storage id is empty", at(span))));
+                return Err(CliError::usage(format!(
+                    "{}: storage id is empty",
+                    at(span)
+                )));
             }
             if id.contains('\n') {
                 return Err(CliError::usage(format!(
@@ -528,14 +537,23 @@ mountpoint = "erp5_root"
     #[test]
     fn full_example_parses_and_resolves_paths() {
         let c = parse(FULL).unwrap();
-        assert_eq!(c.server.status_file, PathBuf::from("/etc/tid/tidstorage.tid"));
+        assert_eq!(
+            c.server.status_file,
+            PathBuf::from("/etc/tid/tidstorage.tid")
+        );
         assert_eq!(c.server.burst_period, Duration::from_secs(30));
         assert_eq!(c.server.full_dump_period, Duration::from_secs(300));
         assert_eq!(c.server.allow.len(), 3);
-        assert_eq!(c.backup.status_file_backup_dir, Some(PathBuf::from("/etc/status")));
+        assert_eq!(
+            c.backup.status_file_backup_dir,
+            Some(PathBuf::from("/etc/status"))
+        );
         assert_eq!(c.storages[0].id, r#"[[["10.0.0.5", 8100]], "1"]"#);
         assert_eq!(c.storages[0].repository, Some(PathBuf::from("/etc/zeo1")));
-        assert_eq!(c.storages[0].data_fs, Some(PathBuf::from("/srv/zeo1/var/Data.fs")));
+        assert_eq!(
+            c.storages[0].data_fs,
+            Some(PathBuf::from("/srv/zeo1/var/Data.fs"))
+        );
     }
 
     #[test]
@@ -554,7 +572,11 @@ mountpoint = "erp5_root"
             ("[server]\nallow = [\"10.0.0.0/33\"]\n", 2, "address block"),
             ("[server]\nfsync = \"sometimes\"\n", 2, ""),
             ("\n\n[[storage]]\nid = 5\n", 4, ""),
-            ("[[storage]]\nid = \"a\"\n[[storage]]\nid = \"a\"\n", 4, "twice"),
+            (
+                "[[storage]]\nid = \"a\"\n[[storage]]\nid = \"a\"\n",
+                4,
+                "twice",
+            ),
             ("[server\n", 1, ""),
         ] {
             let e = parse(t).unwrap_err();

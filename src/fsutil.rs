@@ -67,7 +67,9 @@ impl TempFile {
 
     pub fn file(&mut self) -> &mut File {
         // Only `persist` takes the file, and it consumes self.
-        self.file.as_mut().expect("temp file present until persisted")
+        self.file
+            .as_mut()
+            .expect("temp file present until persisted")
     }
 
     /// fsync, rename over `target`, fsync the directory.

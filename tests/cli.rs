@@ -22,7 +22,11 @@ fn usage_errors_exit_2() {
     assert_code(&o, 2);
     let o = run_in(dir.path(), &["cut", "/nonexistent/Data.fs", "not-a-tid"]);
     assert_code(&o, 2);
-    assert!(stderr(&o).contains("invalid TID \"not-a-tid\""), "{}", stderr(&o));
+    assert!(
+        stderr(&o).contains("invalid TID \"not-a-tid\""),
+        "{}",
+        stderr(&o)
+    );
 }
 
 #[test]
@@ -30,7 +34,10 @@ fn bad_config_names_file_and_line() {
     let dir = tempfile::tempdir().unwrap();
     let cfg = dir.path().join("t.toml");
     std::fs::write(&cfg, "[server]\nport = 9001\nsttus_file = \"x\"\n").unwrap();
-    let o = run_in(dir.path(), &["-c", cfg.to_str().unwrap(), "cut", "--dry-run"]);
+    let o = run_in(
+        dir.path(),
+        &["-c", cfg.to_str().unwrap(), "cut", "--dry-run"],
+    );
     assert_code(&o, 2);
     let e = stderr(&o);
     assert!(e.contains(&format!("{}:3:", cfg.display())), "{e}");
@@ -73,10 +80,16 @@ fn argv0_multi_call() {
         .unwrap();
     assert_code(&o, 0);
     let out = stdout(&o);
-    assert!(out.contains("--discard-tail"), "cut's help expected:\n{out}");
+    assert!(
+        out.contains("--discard-tail"),
+        "cut's help expected:\n{out}"
+    );
     let link = dir.path().join("tidstorage-dump");
     std::os::unix::fs::symlink(bin(), &link).unwrap();
-    let o = std::process::Command::new(&link).arg("--help").output().unwrap();
+    let o = std::process::Command::new(&link)
+        .arg("--help")
+        .output()
+        .unwrap();
     assert!(stdout(&o).contains("--status-file"));
 }
 
@@ -101,7 +114,11 @@ fn man_pages_and_completions_are_fresh() {
         for n in names {
             let fresh = std::fs::read(out.join(&n)).unwrap();
             let old = std::fs::read(repo_path(committed).join(&n)).unwrap();
-            assert!(fresh == old, "{committed}/{} is stale: run `make generate`", n.to_string_lossy());
+            assert!(
+                fresh == old,
+                "{committed}/{} is stale: run `make generate`",
+                n.to_string_lossy()
+            );
         }
     }
 }

@@ -104,7 +104,11 @@ fn dry_run_plans_and_changes_nothing() {
         let size = std::fs::metadata(&s.files[i]).unwrap().len();
         assert_eq!(p["current_size"], size);
         // ZODB's own answer for the cut position.
-        let z = zodb(&["size", s.files[i].to_str().unwrap(), &s.tids[i][keep].to_string()]);
+        let z = zodb(&[
+            "size",
+            s.files[i].to_str().unwrap(),
+            &s.tids[i][keep].to_string(),
+        ]);
         assert_eq!(p["cut_position"], z["size"]);
         assert_eq!(p["bytes_removed"], size - z["size"].as_u64().unwrap());
         assert_eq!(p["transactions_removed"], (5 - keep) as u64);
@@ -158,7 +162,10 @@ fn discard_tail_keeps_nothing() {
     assert_code(&o, 0);
     for (i, f) in s.files.iter().enumerate() {
         assert!(!sibling(f, &format!(".tail-{:016x}", s.tids[i][1])).exists());
-        assert_eq!(zodb(&["check", f.to_str().unwrap()])["last_tid"], s.tids[i][1]);
+        assert_eq!(
+            zodb(&["check", f.to_str().unwrap()])["last_tid"],
+            s.tids[i][1]
+        );
     }
 }
 
@@ -213,7 +220,11 @@ fn refuses_a_data_fs_held_by_a_running_zodb() {
     let e = stderr(&o);
     assert!(e.contains("locked"), "{e}");
     assert!(e.contains(&s.files[1].display().to_string()), "{e}");
-    assert_eq!(snapshot(&s.files), before, "nothing cut while one file is locked");
+    assert_eq!(
+        snapshot(&s.files),
+        before,
+        "nothing cut while one file is locked"
+    );
     // Once the holder is gone the cut goes through.
     let o = cut(&s, &[]);
     assert_code(&o, 0);
@@ -224,13 +235,14 @@ fn single_file_form_and_tid_formats() {
     let s = site(4);
     let f = s.files[0].to_str().unwrap();
     let tid = s.tids[0][1];
-    let want = zodb(&["size", f, &tid.to_string()])["size"].as_u64().unwrap();
-    for form in [
-        tid.to_string(),
-        format!("{tid:016x}"),
-        format!("0x{tid:x}"),
-    ] {
-        let o = run_in(s.dir.path(), &["cut", "--dry-run", "--format", "json", f, &form]);
+    let want = zodb(&["size", f, &tid.to_string()])["size"]
+        .as_u64()
+        .unwrap();
+    for form in [tid.to_string(), format!("{tid:016x}"), format!("0x{tid:x}")] {
+        let o = run_in(
+            s.dir.path(),
+            &["cut", "--dry-run", "--format", "json", f, &form],
+        );
         assert_code(&o, 0);
         let v: serde_json::Value = serde_json::from_str(stdout(&o).trim()).unwrap();
         assert_eq!(v["cut_position"], want, "form {form}");

@@ -36,7 +36,10 @@ fn bootstrapped(d: &Daemon) -> Client {
 #[test]
 fn records_follow_the_point_and_term_writes_a_final_full_record() {
     let dir = tempfile::tempdir().unwrap();
-    let d = Daemon::start(dir.path(), &["--burst-period", "50ms", "--full-dump-period", "1h"]);
+    let d = Daemon::start(
+        dir.path(),
+        &["--burst-period", "50ms", "--full-dump-period", "1h"],
+    );
     let mut c = d.client();
     // Nothing is written before bootstrap.
     publish(&mut c, "t0", &[("a", 1)]);
@@ -45,26 +48,43 @@ fn records_follow_the_point_and_term_writes_a_final_full_record() {
     publish(&mut c, "t1", &[("a", 2), ("b", 3)]);
     wait_for("a d record", || read(&d.status_file).contains(" d "));
     publish(&mut c, "t2", &[("b", 4)]);
-    wait_for("a second d record", || read(&d.status_file).matches(" d ").count() >= 2);
+    wait_for("a second d record", || {
+        read(&d.status_file).matches(" d ").count() >= 2
+    });
     let text = read(&d.status_file);
     let lines: Vec<&str> = text.lines().collect();
-    assert!(lines[0].contains(" f "), "an f record first after opening: {text}");
+    assert!(
+        lines[0].contains(" f "),
+        "an f record first after opening: {text}"
+    );
     // The last d record holds only what changed (b).
     let last_d = lines.iter().rev().find(|l| l.contains(" d ")).unwrap();
-    assert!(last_d.contains("'b': 4") && !last_d.contains("'a'"), "{last_d}");
+    assert!(
+        last_d.contains("'b': 4") && !last_d.contains("'a'"),
+        "{last_d}"
+    );
     let (code, log) = d.stop();
     assert_eq!(code, Some(0), "{}", log.join("\n"));
     let text = read(&dir.path().join("status.tid"));
     let last = text.lines().last().unwrap();
-    assert!(last.contains(" f ") && last.contains("'a': 2") && last.contains("'b': 4"), "{text}");
+    assert!(
+        last.contains(" f ") && last.contains("'a': 2") && last.contains("'b': 4"),
+        "{text}"
+    );
     // Our own reader validates the whole file.
-    let o = run_in(dir.path(), &["dump", "--status-file", "status.tid", "--format", "tsv"]);
+    let o = run_in(
+        dir.path(),
+        &["dump", "--status-file", "status.tid", "--format", "tsv"],
+    );
     assert_code(&o, 0);
-    assert_eq!(stdout(&o), format!(
-        "a\t2\t{}\nb\t4\t{}\n",
-        tidstorage::tid::Tid(2).hex() + "\t" + &tidstorage::tid::Tid(2).rfc3339(),
-        tidstorage::tid::Tid(4).hex() + "\t" + &tidstorage::tid::Tid(4).rfc3339()
-    ));
+    assert_eq!(
+        stdout(&o),
+        format!(
+            "a\t2\t{}\nb\t4\t{}\n",
+            tidstorage::tid::Tid(2).hex() + "\t" + &tidstorage::tid::Tid(2).rfc3339(),
+            tidstorage::tid::Tid(4).hex() + "\t" + &tidstorage::tid::Tid(4).rfc3339()
+        )
+    );
 }
 
 #[test]
@@ -100,7 +120,9 @@ fn hup_reopens_log_and_status_file_usr1_dumps_state() {
     let _ = d; // the log goes to the file, not stderr
     let mut c = bootstrapped(&d);
     publish(&mut c, "t1", &[("s1", 10)]);
-    wait_for("the first record", || read(&d.status_file).contains("'s1': 10"));
+    wait_for("the first record", || {
+        read(&d.status_file).contains("'s1': 10")
+    });
     // logrotate: move both away, then HUP.
     std::fs::rename(&log, dir.path().join("server.log.1")).unwrap();
     std::fs::rename(&d.status_file, dir.path().join("status.tid.1")).unwrap();
@@ -111,7 +133,9 @@ fn hup_reopens_log_and_status_file_usr1_dumps_state() {
     });
     wait_for("a new server log", || read(&log).contains("reopened"));
     d.signal(libc::SIGUSR1);
-    wait_for("the engine state in the log", || read(&log).contains("engine state"));
+    wait_for("the engine state in the log", || {
+        read(&log).contains("engine state")
+    });
     let (code, _) = d.stop();
     assert_eq!(code, Some(0));
     assert!(read(&log).contains("stopped"));
@@ -125,7 +149,15 @@ fn pidfile_blocks_a_second_daemon_and_is_removed_on_exit() {
     assert_eq!(read(&pid).trim(), d.child.id().to_string());
     let o = run_in(
         dir.path(),
-        &["serve", "--port", "0", "--status-file", "other.tid", "--pidfile", pid.to_str().unwrap()],
+        &[
+            "serve",
+            "--port",
+            "0",
+            "--status-file",
+            "other.tid",
+            "--pidfile",
+            pid.to_str().unwrap(),
+        ],
     );
     assert_code(&o, 3);
     assert!(stderr(&o).contains("holds the pidfile"), "{}", stderr(&o));
@@ -191,9 +223,18 @@ fn dump_and_bootstrap_status_clients() {
     let o = run_in(dir.path(), &["dump", "--server", &server]);
     assert_code(&o, 0);
     let out = stdout(&o);
-    assert!(out.contains("s1") && out.contains("291936934231455914"), "{out}");
-    assert!(out.contains("040d2b184daeb8aa") && out.contains("2026-11-21T16:24:18.206837Z"), "{out}");
-    let o = run_in(dir.path(), &["dump", "--server", &server, "--format", "json"]);
+    assert!(
+        out.contains("s1") && out.contains("291936934231455914"),
+        "{out}"
+    );
+    assert!(
+        out.contains("040d2b184daeb8aa") && out.contains("2026-11-21T16:24:18.206837Z"),
+        "{out}"
+    );
+    let o = run_in(
+        dir.path(),
+        &["dump", "--server", &server, "--format", "json"],
+    );
     let v: serde_json::Value = serde_json::from_str(&stdout(&o)).unwrap();
     assert_eq!(v["point"][0]["tid"], 291936934231455914u64);
     // Unreachable daemon: exit 3, the address named, a hint given.
@@ -203,8 +244,15 @@ fn dump_and_bootstrap_status_clients() {
     let o = run_in(dir.path(), &["dump", "--server", &server]);
     assert_code(&o, 3);
     assert!(stderr(&o).contains(&server), "{}", stderr(&o));
-    assert!(stderr(&o).contains("is the daemon running"), "{}", stderr(&o));
-    let o = run_in(dir.path(), &["bootstrap-status", "--server", &server, "--wait", "200ms"]);
+    assert!(
+        stderr(&o).contains("is the daemon running"),
+        "{}",
+        stderr(&o)
+    );
+    let o = run_in(
+        dir.path(),
+        &["bootstrap-status", "--server", &server, "--wait", "200ms"],
+    );
     assert_code(&o, 3);
 }
 
@@ -213,7 +261,10 @@ fn bootstrap_status_wait_until_complete() {
     let dir = tempfile::tempdir().unwrap();
     let d = Daemon::start(dir.path(), &[]);
     let server = format!("127.0.0.1:{}", d.port);
-    let o = run_in(dir.path(), &["bootstrap-status", "--server", &server, "--wait", "300ms"]);
+    let o = run_in(
+        dir.path(),
+        &["bootstrap-status", "--server", &server, "--wait", "300ms"],
+    );
     assert_code(&o, 1);
     let mut waiter = std::process::Command::new(bin())
         .args(["bootstrap-status", "--server", &server, "--wait", "30s"])
@@ -257,8 +308,14 @@ fn bootstrap_trigger_command_runs_for_missing_storages() {
     let mut c = d.client();
     // s1 commits naturally: only s2 needs its trigger.
     publish(&mut c, "t1", &[("s1", 5)]);
-    wait_for("the trigger for s2", || read(&out).contains("s2 m2 /srv/2/Data.fs"));
-    assert!(!read(&out).contains("s1 "), "s1 was seen, no trigger: {}", read(&out));
+    wait_for("the trigger for s2", || {
+        read(&out).contains("s2 m2 /srv/2/Data.fs")
+    });
+    assert!(
+        !read(&out).contains("s1 "),
+        "s1 was seen, no trigger: {}",
+        read(&out)
+    );
     // The retry fires it again while s2 is still missing.
     wait_for("a retry", || read(&out).matches("s2 m2").count() >= 2);
     assert!(!c.bootstraped());

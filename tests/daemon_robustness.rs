@@ -78,19 +78,50 @@ fn malformed_frames_close_only_that_connection() {
         b"COMMIT\nt\n1\ns1\nnot-a-number\n",
         b"COMMIT\nt\n1\ns1\n-7\n",
         b"COMMIT\nt\n1\ns1\n18446744073709551616\n",
-        b"\x00\x01\xff\xfe garbage \x00\n\x00\n",
+        // Binary garbage inside a frame (a storage id that is not UTF-8).
+        b"BEGIN\n\x00\x01\xff\xfe\n1\n\x00\xff\n",
     ];
     let mut witness = d.client();
     for (i, b) in bad.iter().enumerate() {
         let mut s = raw(&d);
         s.write_all(b).unwrap();
-        assert!(closed_by_daemon(&mut s), "case {i}: connection should be closed");
+        assert!(
+            closed_by_daemon(&mut s),
+            "case {i}: connection should be closed"
+        );
         // An honest connection opened before is unaffected.
         assert_eq!(witness.dump(), pt(&[("s1", 5)]), "case {i}");
     }
-    let warnings = d.drain_log().iter().filter(|l| l.contains("malformed frame")).count();
-    assert_eq!(warnings, bad.len(), "one warning per bad client:\n{}", d.log.join("\n"));
-    assert!(d.log.iter().any(|l| l.contains("127.0.0.1:") && l.contains("malformed")));
+    let warnings = d
+        .drain_log()
+        .iter()
+        .filter(|l| l.contains("malformed frame"))
+        .count();
+    assert_eq!(
+        warnings,
+        bad.len(),
+        "one warning per bad client:\n{}",
+        d.log.join("\n")
+    );
+    assert!(d
+        .log
+        .iter()
+        .any(|l| l.contains("127.0.0.1:") && l.contains("malformed")));
+    assert_healthy(&d, "p", 10);
+}
+
+#[test]
+fn binary_garbage_words_are_ignored_or_closed_never_fatal() {
+    let (_t, d) = ready();
+    let mut s = raw(&d);
+    // NUL bytes and invalid UTF-8 where a command word is expected: unknown
+    // words, ignored (logged at debug); the connection stays usable.
+    s.write_all(b"\x00\x01\xff\xfe garbage \x00\n\x00\nBOOTSTRAPED\n")
+        .unwrap();
+    s.set_read_timeout(Some(DEADLINE)).unwrap();
+    let mut b = [0u8; 2];
+    s.read_exact(&mut b).unwrap();
+    assert_eq!(&b, b"1\n");
     assert_healthy(&d, "p", 10);
 }
 
@@ -129,9 +160,17 @@ fn semantic_errors_keep_the_connection() {
     assert_eq!(p.get("s4"), Some(&6));
     assert_eq!(p.get("s5"), Some(&6));
     let info = c.info();
-    assert_eq!(info["orphans"].as_array().map(|a| a.len()), Some(1), "{info}");
+    assert_eq!(
+        info["orphans"].as_array().map(|a| a.len()),
+        Some(1),
+        "{info}"
+    );
     d.drain_log();
-    assert!(d.log.iter().any(|l| l.contains("never")), "{}", d.log.join("\n"));
+    assert!(
+        d.log.iter().any(|l| l.contains("never")),
+        "{}",
+        d.log.join("\n")
+    );
     assert!(d.log.iter().any(|l| l.contains("dup")));
     assert!(d.log.iter().any(|l| l.contains("extra")));
     assert_healthy(&d, "p", 10);
@@ -151,7 +190,11 @@ fn future_tid_is_rejected_and_honest_clients_carry_on() {
     c.begin("fut", &["s7"]);
     c.commit("fut", &[("s7", future.0)]);
     let p = c.dump();
-    assert_eq!(p.get("s7"), None, "a TID ten days ahead is not published: {p:?}");
+    assert_eq!(
+        p.get("s7"),
+        None,
+        "a TID ten days ahead is not published: {p:?}"
+    );
     assert!(d.wait_log("future").is_some(), "{}", d.log.join("\n"));
     assert_healthy(&d, "p", 10);
 }
@@ -182,7 +225,8 @@ fn half_sent_command_does_not_block_others() {
     idle.write_all(b"BEGIN\nslow\n2\ns8\n").unwrap();
     assert_healthy(&d, "p", 10);
     // The idle client finishes its command later and is served normally.
-    idle.write_all(b"s9\nCOMMIT\nslow\n2\ns8\n20\ns9\n20\n").unwrap();
+    idle.write_all(b"s9\nCOMMIT\nslow\n2\ns8\ns9\n20\n20\n")
+        .unwrap();
     let mut c = d.client();
     let end = Instant::now() + DEADLINE;
     while c.dump().get("s8") != Some(&20) {
@@ -229,14 +273,18 @@ fn client_that_never_reads_its_dumps_is_dropped() {
     c.abort("warmup");
     c.wait_bootstrapped();
     // A point of 40 storages makes each DUMP answer about 1.5 KB.
-    let ids: Vec<String> = (0..40).map(|i| format!("storage-with-a-long-name-{i:03}")).collect();
+    let ids: Vec<String> = (0..40)
+        .map(|i| format!("storage-with-a-long-name-{i:03}"))
+        .collect();
     let refs: Vec<&str> = ids.iter().map(String::as_str).collect();
     c.begin("big", &refs);
     let tids: Vec<(&str, u64)> = refs.iter().map(|s| (*s, 77)).collect();
     c.commit("big", &tids);
     assert_eq!(c.dump().len(), 40);
     let mut greedy = raw(&d);
-    greedy.set_write_timeout(Some(Duration::from_secs(10))).unwrap();
+    greedy
+        .set_write_timeout(Some(Duration::from_secs(10)))
+        .unwrap();
     let dumps = b"DUMP\n".repeat(20_000);
     // Writes fail once the daemon drops us; that is the expected end.
     let _ = greedy.write_all(&dumps);
@@ -279,12 +327,21 @@ fn allow_list_refuses_other_sources() {
     let len = std::mem::size_of::<libc::sockaddr_in>() as libc::socklen_t;
     // SAFETY: valid socket and addresses.
     unsafe {
-        assert_eq!(libc::bind(sock, &bind as *const _ as *const libc::sockaddr, len), 0);
-        assert_eq!(libc::connect(sock, &to as *const _ as *const libc::sockaddr, len), 0);
+        assert_eq!(
+            libc::bind(sock, &bind as *const _ as *const libc::sockaddr, len),
+            0
+        );
+        assert_eq!(
+            libc::connect(sock, &to as *const _ as *const libc::sockaddr, len),
+            0
+        );
     }
     let _ = s.write_all(b"DUMP\n");
     assert!(closed_by_daemon(&mut s), "127.0.0.2 must be refused");
-    assert!(d.wait_log("not in the allow list").unwrap().contains("127.0.0.2"));
+    assert!(d
+        .wait_log("not in the allow list")
+        .unwrap()
+        .contains("127.0.0.2"));
     assert_healthy(&d, "p", 10);
 }
 
@@ -297,7 +354,10 @@ fn connection_limit_refuses_extra_clients() {
     assert!(!held[0].bootstraped());
     let mut extra = raw(&d);
     let _ = extra.write_all(b"DUMP\n");
-    assert!(closed_by_daemon(&mut extra), "the sixth connection is refused");
+    assert!(
+        closed_by_daemon(&mut extra),
+        "the sixth connection is refused"
+    );
     assert!(d.wait_log("max_connections").is_some());
     // The held ones still work; freeing one lets a new client in.
     assert_eq!(held[4].dump(), pt(&[]));

@@ -128,7 +128,9 @@ pub fn run(args: Vec<OsString>) -> Result<()> {
                         Ok(())
                     }
                 }
-                _ => Err(CliError::usage(e.render().to_string().trim_end().to_string())),
+                _ => Err(CliError::usage(
+                    e.render().to_string().trim_end().to_string(),
+                )),
             };
         }
     };
@@ -172,7 +174,8 @@ pub enum GenerateWhat {
 }
 
 fn generate(a: GenerateArgs) -> Result<()> {
-    let io = |e: std::io::Error| CliError::runtime(format!("cannot write to {}: {e}", a.dir.display()));
+    let io =
+        |e: std::io::Error| CliError::runtime(format!("cannot write to {}: {e}", a.dir.display()));
     std::fs::create_dir_all(&a.dir).map_err(io)?;
     match a.what {
         GenerateWhat::Man => write_man_pages(&a.dir).map_err(io),
@@ -198,7 +201,10 @@ pub fn write_man_pages(dir: &Path) -> std::io::Result<()> {
     std::fs::write(dir.join("tidstorage.1"), buf)?;
     for sub in cmd.get_subcommands().filter(|s| !s.is_hide_set()) {
         let name = format!("tidstorage-{}", sub.get_name());
-        let sub = sub.clone().name(name.clone()).bin_name(format!("tidstorage {}", sub.get_name()));
+        let sub = sub
+            .clone()
+            .name(name.clone())
+            .bin_name(format!("tidstorage {}", sub.get_name()));
         let mut buf = Vec::new();
         clap_mangen::Man::new(sub).date("").render(&mut buf)?;
         std::fs::write(dir.join(format!("{name}.1")), buf)?;
@@ -238,9 +244,15 @@ mod tests {
             dispatch_argv0(v(&["/usr/bin/tidstorage-cut", "--dry-run"])),
             v(&["tidstorage", "cut", "--dry-run"])
         );
-        assert_eq!(dispatch_argv0(v(&["tidstorage", "dump"])), v(&["tidstorage", "dump"]));
+        assert_eq!(
+            dispatch_argv0(v(&["tidstorage", "dump"])),
+            v(&["tidstorage", "dump"])
+        );
         // Unknown suffixes and the hidden generator are not dispatched.
-        assert_eq!(dispatch_argv0(v(&["tidstorage-nope"])), v(&["tidstorage-nope"]));
+        assert_eq!(
+            dispatch_argv0(v(&["tidstorage-nope"])),
+            v(&["tidstorage-nope"])
+        );
         assert_eq!(
             dispatch_argv0(v(&["tidstorage-generate", "man"])),
             v(&["tidstorage-generate", "man"])

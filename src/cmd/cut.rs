@@ -109,7 +109,12 @@ fn lock_data_fs(data_fs: &Path) -> std::result::Result<LockGuard, String> {
     }
 }
 
-fn plan_one(storage: Option<&str>, data_fs: &Path, tid: Tid, take_lock: bool) -> std::result::Result<Plan, String> {
+fn plan_one(
+    storage: Option<&str>,
+    data_fs: &Path,
+    tid: Tid,
+    take_lock: bool,
+) -> std::result::Result<Plan, String> {
     let lock = if take_lock {
         Some(lock_data_fs(data_fs)?)
     } else {
@@ -121,7 +126,12 @@ fn plan_one(storage: Option<&str>, data_fs: &Path, tid: Tid, take_lock: bool) ->
                 ))
             }
             Ok(false) => None,
-            Err(e) => return Err(format!("cannot check the lock of {}: {e}", data_fs.display())),
+            Err(e) => {
+                return Err(format!(
+                    "cannot check the lock of {}: {e}",
+                    data_fs.display()
+                ))
+            }
         }
     };
     let df = DataFs::open(data_fs).map_err(|e| e.to_string())?;
@@ -180,7 +190,11 @@ pub fn run(a: CutArgs, g: &GlobalArgs) -> Result<()> {
     let mut failed = Vec::new();
     for p in &plans {
         match execute(p, a.discard_tail) {
-            Ok(Some(tail)) => log::info!("{}: cut; removed bytes kept in {}", p.data_fs.display(), tail.display()),
+            Ok(Some(tail)) => log::info!(
+                "{}: cut; removed bytes kept in {}",
+                p.data_fs.display(),
+                tail.display()
+            ),
             Ok(None) => {}
             Err(e) => {
                 log::error!("{e}");
@@ -190,8 +204,14 @@ pub fn run(a: CutArgs, g: &GlobalArgs) -> Result<()> {
     }
     if failed.is_empty() {
         if a.format == Format::Text {
-            let n = plans.iter().filter(|p| p.cut.position < p.current_size).count();
-            emit(&format!("cut {n} of {} file(s); ZODB rebuilds each removed index at its next open\n", plans.len()))?;
+            let n = plans
+                .iter()
+                .filter(|p| p.cut.position < p.current_size)
+                .count();
+            emit(&format!(
+                "cut {n} of {} file(s); ZODB rebuilds each removed index at its next open\n",
+                plans.len()
+            ))?;
         }
         Ok(())
     } else {
@@ -213,7 +233,10 @@ fn plan_configured(a: &CutArgs, g: &GlobalArgs, take_lock: bool) -> Result<Vec<P
             c.describe_source()
         )));
     }
-    let log_path = a.tid_log.clone().unwrap_or_else(|| c.server.status_file.clone());
+    let log_path = a
+        .tid_log
+        .clone()
+        .unwrap_or_else(|| c.server.status_file.clone());
     let replay = statuslog::replay_file(&log_path, ReplayOptions { lenient: a.lenient })
         .map_err(|e| CliError::runtime(e.to_string()))?;
     if let Some((line, why)) = &replay.torn_last_line {
@@ -226,7 +249,11 @@ fn plan_configured(a: &CutArgs, g: &GlobalArgs, take_lock: bool) -> Result<Vec<P
     let mut errors = Vec::new();
     for s in storages {
         let Some(data_fs) = &s.data_fs else {
-            errors.push(format!("storage {:?} has no data_fs in the {}", s.id, c.describe_source()));
+            errors.push(format!(
+                "storage {:?} has no data_fs in the {}",
+                s.id,
+                c.describe_source()
+            ));
             continue;
         };
         let Some(tid) = replay.point.get(&s.id) else {
@@ -326,13 +353,16 @@ fn execute(p: &Plan, discard_tail: bool) -> std::result::Result<Option<PathBuf>,
             target = sibling(path, &format!(".tail-{}.{n}", p.tid.hex()));
             n += 1;
         }
-        let mut tmp = fsutil::TempFile::beside(&target).map_err(|e| ctx("cannot create the tail file", e))?;
+        let mut tmp =
+            fsutil::TempFile::beside(&target).map_err(|e| ctx("cannot create the tail file", e))?;
         fsutil::copy_range(&mut file, p.cut.position, size - p.cut.position, tmp.file())
             .map_err(|e| ctx("cannot save the removed bytes", e))?;
-        tmp.persist(&target).map_err(|e| ctx("cannot save the removed bytes", e))?;
+        tmp.persist(&target)
+            .map_err(|e| ctx("cannot save the removed bytes", e))?;
         tail_path = Some(target);
     }
-    file.set_len(p.cut.position).map_err(|e| ctx("cannot truncate", e))?;
+    file.set_len(p.cut.position)
+        .map_err(|e| ctx("cannot truncate", e))?;
     file.sync_all().map_err(|e| ctx("cannot fsync", e))?;
     let index = sibling(path, ".index");
     match std::fs::remove_file(&index) {

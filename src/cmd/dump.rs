@@ -84,7 +84,11 @@ fn from_status_file(a: &DumpArgs, path: PathBuf) -> Result<()> {
                 .join(", ")
         );
     }
-    let rows = || r.point.iter().map(|(s, t): (&String, &Tid)| (s.as_str(), *t));
+    let rows = || {
+        r.point
+            .iter()
+            .map(|(s, t): (&String, &Tid)| (s.as_str(), *t))
+    };
     match a.format {
         Format::Text => {
             if r.point.is_empty() {

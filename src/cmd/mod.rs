@@ -33,7 +33,9 @@ pub fn emit(text: &str) -> Result<(), CliError> {
             kind: ExitKind::BrokenPipe,
             message: String::new(),
         }),
-        Err(e) => Err(CliError::runtime(format!("cannot write to standard output: {e}"))),
+        Err(e) => Err(CliError::runtime(format!(
+            "cannot write to standard output: {e}"
+        ))),
     }
 }
 

@@ -12,8 +12,10 @@ fn duration_arg(s: &str) -> std::result::Result<Duration, String> {
 }
 
 #[derive(Debug, Clone, clap::Args)]
-#[command(after_help = "Signals: HUP reopens the log and the status file (logrotate), USR1 logs the \
-    whole engine state, TERM/INT write a final full record and exit 0.")]
+#[command(
+    after_help = "Signals: HUP reopens the log and the status file (logrotate), USR1 logs the \
+    whole engine state, TERM/INT write a final full record and exit 0."
+)]
 pub struct ServeArgs {
     /// Address to listen on [default: 127.0.0.1].
     #[arg(long, value_name = "ADDR")]
@@ -43,7 +45,12 @@ pub struct ServeArgs {
     #[arg(short = 'd', long)]
     pub daemon: bool,
     /// Stay in the foreground (the default; accepted for compatibility).
-    #[arg(short = 'n', long = "nofork", visible_alias = "fg", conflicts_with = "daemon")]
+    #[arg(
+        short = 'n',
+        long = "nofork",
+        visible_alias = "fg",
+        conflicts_with = "daemon"
+    )]
     pub nofork: bool,
     /// User to run as after binding (name or number, from /etc/passwd).
     #[arg(long, value_name = "USER")]

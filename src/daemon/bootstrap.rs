@@ -81,7 +81,11 @@ impl Triggers {
                     .spawn()
                 {
                     Ok(child) => {
-                        log::info!("bootstrap: ran {} for {id} (pid {})", cmd.display(), child.id());
+                        log::info!(
+                            "bootstrap: ran {} for {id} (pid {})",
+                            cmd.display(),
+                            child.id()
+                        );
                         self.children.push((id.clone(), child));
                     }
                     Err(e) => log::error!(
@@ -104,26 +108,31 @@ impl Triggers {
 
     /// Reaps finished children and HTTP results, logging each outcome.
     pub fn reap(&mut self) {
-        self.children.retain_mut(|(id, child)| match child.try_wait() {
-            Ok(Some(st)) if st.success() => {
-                log::info!("bootstrap: trigger for {id} finished");
-                false
-            }
-            Ok(Some(st)) => {
-                log::error!("bootstrap: trigger for {id} failed ({st}); retrying at the next period");
-                false
-            }
-            Ok(None) => true,
-            Err(e) => {
-                log::error!("bootstrap: cannot wait for the trigger of {id}: {e}");
-                false
-            }
-        });
+        self.children
+            .retain_mut(|(id, child)| match child.try_wait() {
+                Ok(Some(st)) if st.success() => {
+                    log::info!("bootstrap: trigger for {id} finished");
+                    false
+                }
+                Ok(Some(st)) => {
+                    log::error!(
+                        "bootstrap: trigger for {id} failed ({st}); retrying at the next period"
+                    );
+                    false
+                }
+                Ok(None) => true,
+                Err(e) => {
+                    log::error!("bootstrap: cannot wait for the trigger of {id}: {e}");
+                    false
+                }
+            });
         while let Ok((id, r)) = self.http_rx.try_recv() {
             self.http_in_flight = self.http_in_flight.saturating_sub(1);
             match r {
                 Ok(status) => log::info!("bootstrap: GET for {id} answered {status}"),
-                Err(e) => log::error!("bootstrap: GET for {id} failed: {e}; retrying at the next period"),
+                Err(e) => {
+                    log::error!("bootstrap: GET for {id} failed: {e}; retrying at the next period")
+                }
             }
         }
     }
@@ -149,8 +158,10 @@ fn http_get(url: &str, timeout: Duration) -> Result<String, String> {
         .next()
         .ok_or_else(|| format!("{url}: {hostport} has no address"))?;
     let mut s = TcpStream::connect_timeout(&addr, timeout).map_err(|e| format!("{url}: {e}"))?;
-    s.set_read_timeout(Some(timeout)).map_err(|e| e.to_string())?;
-    s.set_write_timeout(Some(timeout)).map_err(|e| e.to_string())?;
+    s.set_read_timeout(Some(timeout))
+        .map_err(|e| e.to_string())?;
+    s.set_write_timeout(Some(timeout))
+        .map_err(|e| e.to_string())?;
     let host = hostport.split(':').next().unwrap_or(hostport);
     s.write_all(
         format!("GET {path} HTTP/1.0\r\nHost: {host}\r\nUser-Agent: tidstorage\r\nConnection: close\r\n\r\n")

@@ -146,6 +146,17 @@ pub fn serve(cfg: Config, detach: bool, level: log::LevelFilter) -> Result<()> {
     // any client believes we are serving.
     let replay = match statuslog::replay_file(&sc.status_file, ReplayOptions { lenient: false }) {
         Ok(r) => r,
+        // First start: no file yet, nothing to replay.
+        Err(statuslog::Error {
+            kind: statuslog::ErrorKind::Io(e),
+            ..
+        }) if e.kind() == io::ErrorKind::NotFound => {
+            log::info!(
+                "status file {} does not exist yet; starting with an empty point",
+                sc.status_file.display()
+            );
+            statuslog::Replay::default()
+        }
         Err(e) => {
             return Err(CliError::runtime(format!(
                 "{e}\n(the daemon did not start; inspect the file with `tidstorage dump \
@@ -171,7 +182,9 @@ pub fn serve(cfg: Config, detach: bool, level: log::LevelFilter) -> Result<()> {
             "cannot listen on {addr}: {e}; is another daemon running there? choose another --port"
         ))
     })?;
-    let local = std_listener.local_addr().map_err(|e| CliError::runtime(e.to_string()))?;
+    let local = std_listener
+        .local_addr()
+        .map_err(|e| CliError::runtime(e.to_string()))?;
 
     let mut pidfile = match &sc.pidfile {
         Some(p) => Some(process::PidFile::lock(p).map_err(CliError::runtime)?),
@@ -182,7 +195,10 @@ pub fn serve(cfg: Config, detach: bool, level: log::LevelFilter) -> Result<()> {
     }
     if let Some(p) = &mut pidfile {
         p.write_pid().map_err(|e| {
-            CliError::runtime(format!("cannot write the pidfile {}: {e}", p.path().display()))
+            CliError::runtime(format!(
+                "cannot write the pidfile {}: {e}",
+                p.path().display()
+            ))
         })?;
     }
     process::drop_privileges(sc.user.as_deref(), sc.group.as_deref()).map_err(CliError::runtime)?;
@@ -251,9 +267,11 @@ impl Daemon {
     ) -> io::Result<Daemon> {
         let poll = Poll::new()?;
         let mut listener = TcpListener::from_std(listener);
-        poll.registry().register(&mut listener, LISTENER, Interest::READABLE)?;
+        poll.registry()
+            .register(&mut listener, LISTENER, Interest::READABLE)?;
         let mut signals = signals::Signals::install()?;
-        poll.registry().register(signals.source(), SIGNALS, Interest::READABLE)?;
+        poll.registry()
+            .register(signals.source(), SIGNALS, Interest::READABLE)?;
         let sc = &cfg.server;
         let mut engine = Engine::new(EngineConfig {
             storages: cfg.storages.iter().map(|s| s.id.clone()).collect(),
@@ -329,7 +347,11 @@ impl Daemon {
                         }
                         stop |= p.stop;
                     }
-                    t => self.conn_ready(t, ev.is_readable() || ev.is_read_closed(), ev.is_writable()),
+                    t => self.conn_ready(
+                        t,
+                        ev.is_readable() || ev.is_read_closed(),
+                        ev.is_writable(),
+                    ),
                 }
             }
             self.after_events();
@@ -394,7 +416,11 @@ impl Daemon {
                 self.conns.len() - 1
             });
             let token = Token(FIRST_CONN + slot);
-            if let Err(e) = self.poll.registry().register(&mut sock, token, Interest::READABLE) {
+            if let Err(e) = self
+                .poll
+                .registry()
+                .register(&mut sock, token, Interest::READABLE)
+            {
                 log::error!("{peer}: cannot register the connection: {e}");
                 self.free.push(slot);
                 continue;
@@ -406,9 +432,13 @@ impl Daemon {
     }
 
     fn conn_ready(&mut self, token: Token, readable: bool, writable: bool) {
-        let Some(slot) = token.0.checked_sub(FIRST_CONN) else { return };
+        let Some(slot) = token.0.checked_sub(FIRST_CONN) else {
+            return;
+        };
         // Unknown or already closed tokens are ignored.
-        let Some(mut c) = self.conns.get_mut(slot).and_then(Option::take) else { return };
+        let Some(mut c) = self.conns.get_mut(slot).and_then(Option::take) else {
+            return;
+        };
         let mut keep = true;
         if readable && !c.closing {
             match c.read_some(READ_BUDGET) {
@@ -475,14 +505,24 @@ impl Daemon {
                 Command::Abort { txn } => self.engine.abort(now, &txn),
                 Command::Dump => {
                     let p = self.engine.published();
-                    protocol::encode_dump(&mut c.out, p.iter().map(|(s, t)| (s.as_str(), *t)));
+                    if let Err(e) =
+                        protocol::encode_dump(&mut c.out, p.iter().map(|(s, t)| (s.as_str(), *t)))
+                    {
+                        // Only a storage id loaded from a hand-edited status
+                        // file can hold a newline; the wire cannot carry it.
+                        log::error!("{}: cannot answer DUMP: {e}; fix the status file", c.peer);
+                        return false;
+                    }
                 }
                 Command::Bootstraped => {
                     protocol::encode_bootstraped(&mut c.out, self.engine.is_bootstrapped())
                 }
                 Command::Info => {
                     let info = self.info(now);
-                    protocol::encode_info(&mut c.out, &info);
+                    if let Err(e) = protocol::encode_info(&mut c.out, &info) {
+                        log::error!("{}: cannot answer INFO: {e}", c.peer);
+                        return false;
+                    }
                 }
                 Command::Quit => {
                     c.closing = true;
@@ -510,7 +550,7 @@ impl Daemon {
             "oldest_in_flight_age_seconds": self.engine.oldest_in_flight_age(now).map(|d| d.as_secs_f64()),
             "published": point,
             "counters": self.engine.counters(),
-            "orphans": self.engine.orphans(),
+            "orphans": self.engine.orphans(now),
             "stale": self.engine.stale(now),
         })
         .to_string()

@@ -93,7 +93,10 @@ pub fn daemonize() -> io::Result<()> {
         libc::umask(0o027);
     }
     std::env::set_current_dir("/")?;
-    let null = std::fs::OpenOptions::new().read(true).write(true).open("/dev/null")?;
+    let null = std::fs::OpenOptions::new()
+        .read(true)
+        .write(true)
+        .open("/dev/null")?;
     for fd in 0..3 {
         // SAFETY: both fds are valid; dup2 replaces stdio.
         if unsafe { libc::dup2(null.as_raw_fd(), fd) } == -1 {
@@ -120,7 +123,9 @@ fn lookup(file: &str, name: &str, what: &str) -> Result<(u32, Option<u32>), Stri
             return Ok((id, gid));
         }
     }
-    Err(format!("{what} {name:?} is not in {file}; give an existing name or a number"))
+    Err(format!(
+        "{what} {name:?} is not in {file}; give an existing name or a number"
+    ))
 }
 
 /// setgroups/setgid/setuid to the given user and group (group defaults to

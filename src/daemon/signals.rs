@@ -35,7 +35,12 @@ impl Signals {
         let hup = Arc::new(AtomicBool::new(false));
         let usr1 = Arc::new(AtomicBool::new(false));
         let term = Arc::new(AtomicBool::new(false));
-        for (sig, flag) in [(SIGHUP, &hup), (SIGUSR1, &usr1), (SIGTERM, &term), (SIGINT, &term)] {
+        for (sig, flag) in [
+            (SIGHUP, &hup),
+            (SIGUSR1, &usr1),
+            (SIGTERM, &term),
+            (SIGINT, &term),
+        ] {
             signal_hook::flag::register(sig, Arc::clone(flag))?;
             signal_hook::low_level::pipe::register_raw(sig, write.as_raw_fd())?;
         }

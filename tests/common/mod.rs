@@ -289,8 +289,14 @@ impl Client {
             if let Some(r) = self.dec.next_response().expect("well-formed answer") {
                 return r;
             }
-            let n = self.sock.read(&mut buf).expect("answer within the deadline");
-            assert!(n > 0, "daemon closed the connection instead of answering {word}");
+            let n = self
+                .sock
+                .read(&mut buf)
+                .expect("answer within the deadline");
+            assert!(
+                n > 0,
+                "daemon closed the connection instead of answering {word}"
+            );
             self.dec.feed(&buf[..n]);
         }
     }

@@ -11,6 +11,7 @@ JSON on stdout so the Rust side can assert on ZODB's own answers:
   hold PATH                     open the FileStorage read-write (takes
                                 Data.fs.lock), print "ready", wait for stdin EOF
   size PATH TID                 FileStorage(read_only, stop=TID+1).getSize()
+                                of a copy without Data.fs.index
 """
 
 import json
@@ -66,9 +67,18 @@ def hold(path):
 
 
 def size(path, tid):
-    storage = ZODB.FileStorage.FileStorage(path, read_only=True, stop=p64(tid + 1))
-    s = storage.getSize()
-    storage.close()
+    # ZODB honours `stop` only while scanning: with a Data.fs.index beside
+    # the file it loads the index and reports the whole file. Scan a lone
+    # copy, as ZODB would after a cut removed the index.
+    import os
+    import shutil
+    import tempfile
+    with tempfile.TemporaryDirectory() as d:
+        lone = os.path.join(d, "Data.fs")
+        shutil.copyfile(path, lone)
+        storage = ZODB.FileStorage.FileStorage(lone, read_only=True, stop=p64(tid + 1))
+        s = storage.getSize()
+        storage.close()
     return {"size": s}
 
 
