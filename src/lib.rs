@@ -4,4 +4,5 @@
 //! The binary (`src/main.rs`) is a thin shell over this library so tests and
 //! benchmarks reach every module.
 
+pub mod engine;
 pub mod tid;
