@@ -269,8 +269,15 @@ fn damage_in_the_middle_is_left_to_the_forward_scan_and_verify() {
     assert_eq!(exact.damage.unwrap().offset, 495);
     assert_eq!(fs.verify(&mut |_, _| {}).unwrap_err().offset, 495);
     // A cut at or before the damaged transaction reaches it going back.
-    let tids: Vec<Tid> = fs.iter_backward().map_while(Result::ok).map(|h| h.tid).collect();
-    assert!(tids.len() < 6, "the backward iterator stops at the bad length");
+    let tids: Vec<Tid> = fs
+        .iter_backward()
+        .map_while(Result::ok)
+        .map(|h| h.tid)
+        .collect();
+    assert!(
+        tids.len() < 6,
+        "the backward iterator stops at the bad length"
+    );
 }
 
 #[test]
