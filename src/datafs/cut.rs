@@ -261,6 +261,7 @@ impl DataFs {
         let mut removed = 0u64;
         let mut valid_end = self.size;
         let mut damage: Option<Error> = None;
+        let mut refuses = false;
         loop {
             if pos == FIRST_TXN {
                 return Ok(Some(CutPosition {
@@ -269,7 +270,7 @@ impl DataFs {
                     transactions_removed: removed,
                     valid_end,
                     damage,
-                    zodb_refuses: false,
+                    zodb_refuses: refuses,
                     walk: Walk::Backward,
                 }));
             }
@@ -278,57 +279,83 @@ impl DataFs {
                 Err(e) if e.is_damage() => return Ok(None),
                 Err(e) => return Err(e),
             };
-            if !h.status.is_ascii() || next_tid.is_some_and(|n| h.tid >= n) {
+            if next_tid.is_some_and(|n| h.tid >= n) {
+                // Stop-by-tid is ZODB's first tid >= stop: only the forward
+                // scan answers that when tids go down.
                 return Ok(None);
             }
             next_tid = Some(h.tid);
             pos = h.pos;
-            if h.status == STATUS_CHECKPOINT || h.tid == Tid::MAX {
-                // ZODB stops here whatever follows: the valid prefix ends.
-                let c = if h.status == STATUS_CHECKPOINT {
-                    Corruption::Checkpoint
-                } else {
-                    Corruption::ReservedTid
-                };
+            // ZODB's checks for this transaction, in its order; the first
+            // failure from the start of the file is where its prefix ends,
+            // so each one found walking backward replaces the previous.
+            let found = if !h.status.is_ascii() {
+                Some((
+                    self.corrupt(h.pos, Corruption::NonAsciiStatus(h.status)),
+                    true,
+                ))
+            } else if h.status == STATUS_CHECKPOINT {
+                Some((self.corrupt(h.pos, Corruption::Checkpoint), false))
+            } else if h.tid == Tid::MAX {
+                Some((self.corrupt(h.pos, Corruption::ReservedTid), false))
+            } else if h.tid.0 >= stop {
+                // Removed by the cut, but ZODB's open without stop reads
+                // it, so it decides where the valid prefix ends.
+                match self.zodb_body(&h)? {
+                    None => {
+                        removed += 1;
+                        None
+                    }
+                    Some(e) => Some((e, true)),
+                }
+            } else {
+                // `h` is the last kept transaction: check it as ZODB would,
+                // and the header chain just before it, so a file damaged
+                // right there is not cut quietly.
+                if self.zodb_body(&h)?.is_some() {
+                    return Ok(None);
+                }
+                if h.pos > FIRST_TXN {
+                    match self.txn_before(h.pos) {
+                        Ok(p)
+                            if p.status.is_ascii()
+                                && p.status != STATUS_CHECKPOINT
+                                && p.tid < h.tid => {}
+                        Ok(_) => return Ok(None),
+                        Err(e) if e.is_damage() => return Ok(None),
+                        Err(e) => return Err(e),
+                    }
+                }
+                return Ok(Some(CutPosition {
+                    position: h.end(),
+                    last_kept_tid: Some(h.tid),
+                    transactions_removed: removed,
+                    valid_end,
+                    damage,
+                    zodb_refuses: refuses,
+                    walk: Walk::Backward,
+                }));
+            };
+            if let Some((e, r)) = found {
                 valid_end = h.pos;
-                damage = Some(self.corrupt(h.pos, c));
+                damage = Some(e);
+                refuses = r;
                 removed = 0;
-                continue;
             }
-            if h.tid.0 >= stop {
-                removed += 1;
-                continue;
-            }
-            // `h` is the last kept transaction: check it as ZODB would.
-            if h.status != STATUS_UNDONE {
-                match self.walk_records(&h, Checks::Zodb) {
-                    Ok(_) => {}
-                    Err(e) if e.is_damage() => return Ok(None),
-                    Err(e) => return Err(e),
-                }
-            }
-            // And the header chain just before it, so a file damaged right
-            // there is not cut quietly.
-            if h.pos > FIRST_TXN {
-                match self.txn_before(h.pos) {
-                    Ok(p)
-                        if p.status.is_ascii()
-                            && p.status != STATUS_CHECKPOINT
-                            && p.tid < h.tid => {}
-                    Ok(_) => return Ok(None),
-                    Err(e) if e.is_damage() => return Ok(None),
-                    Err(e) => return Err(e),
-                }
-            }
-            return Ok(Some(CutPosition {
-                position: h.end(),
-                last_kept_tid: Some(h.tid),
-                transactions_removed: removed,
-                valid_end,
-                damage,
-                zodb_refuses: false,
-                walk: Walk::Backward,
-            }));
+        }
+    }
+
+    /// The data records of a transaction whose header and trailer already
+    /// match, checked as ZODB's open does: `Some(damage)` when it would
+    /// raise. Err only for I/O failures.
+    fn zodb_body(&self, h: &super::TxnHeader) -> Result<Option<Error>, Error> {
+        if h.status == STATUS_UNDONE {
+            return Ok(None);
+        }
+        match self.walk_records(h, Checks::Zodb) {
+            Ok(_) => Ok(None),
+            Err(e) if e.is_damage() => Ok(Some(e)),
+            Err(e) => Err(e),
         }
     }
 }

@@ -88,6 +88,15 @@ impl DataFs {
         }
     }
 
+    /// Like [`Self::iter_backward`] from `end`, the end of a transaction.
+    pub fn iter_backward_from(&self, end: u64) -> BackwardIter<'_> {
+        BackwardIter {
+            fs: self,
+            pos: end.min(self.size),
+            done: false,
+        }
+    }
+
     /// One step of the backward walk: the transaction ending at `end`.
     pub(crate) fn txn_before(&self, end: u64) -> Result<TxnHeader, Error> {
         let min_txn = TXN_HEADER_LEN as u64 + TXN_TRAILER_LEN;

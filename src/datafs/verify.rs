@@ -150,6 +150,23 @@ impl DataFs {
         self.walk_records(&h, Checks::Full)
     }
 
+    /// Only the checks whose failure makes ZODB's open raise (see
+    /// [`super::cut`]): what every transaction kept by a cut passes.
+    pub fn zodb_check_transaction(&self, h: &TxnHeader) -> Result<TxnSummary, Error> {
+        let h = self.read_txn_header(h.pos)?;
+        if !h.status.is_ascii() {
+            return Err(self.corrupt(h.pos, Corruption::NonAsciiStatus(h.status)));
+        }
+        if h.status == STATUS_CHECKPOINT {
+            return Err(self.corrupt(h.pos, Corruption::Checkpoint));
+        }
+        self.check_trailer(&h)?;
+        if h.status == STATUS_UNDONE {
+            return Ok(TxnSummary::default());
+        }
+        self.walk_records(&h, Checks::Zodb)
+    }
+
     /// Checks the whole file like ZODB's `fstest` (plus the record tids and
     /// pointers), failing at the first damage. `progress(pos, size)` is
     /// called after each transaction.
