@@ -214,9 +214,8 @@ pub fn parse_record(line: &str) -> Result<Record, LineError> {
 
     let mut had_crc = false;
     if let Some((before, hex)) = split_crc(body) {
-        let stored = u32::from_str_radix(hex, 16).map_err(|_| {
-            LineError::syntax(before.len() + CRC_MARKER.len(), "crc32 is not 8 hex digits")
-        })?;
+        // `split_crc` checked the 8 hex digits.
+        let stored = u32::from_str_radix(hex, 16).expect("8 hex digits fit a u32");
         let computed = crc32fast::hash(before.as_bytes());
         if stored != computed {
             return Err(LineError {
@@ -261,14 +260,18 @@ pub fn parse_record(line: &str) -> Result<Record, LineError> {
     })
 }
 
-/// `Some((text before the marker, 8 hex chars))` when the line ends with a
-/// complete crc32 comment. Only a suffix counts: a storage id may itself
-/// contain the marker text.
+/// `Some((text before the marker, 8 hex digits))` when the line ends with a
+/// complete crc32 comment. Only such a suffix counts: a storage id may itself
+/// contain the marker text, even near the end of a line without a crc (a
+/// dict literal ends with `}`, never with a hex digit, so there is no
+/// ambiguity).
 fn split_crc(body: &str) -> Option<(&str, &str)> {
     let cut = body.len().checked_sub(CRC_SUFFIX_LEN)?;
     let (before, tail) = (body.get(..cut)?, body.get(cut..)?);
     let hex = tail.strip_prefix(CRC_MARKER)?;
-    Some((before, hex))
+    hex.bytes()
+        .all(|b| b.is_ascii_hexdigit())
+        .then_some((before, hex))
 }
 
 struct Parser<'a> {
@@ -700,6 +703,14 @@ mod tests {
         // The `L` suffix is Python 2 only; nothing else may follow the digits.
         assert!(parse_record("1 f {'a': 1LL}").is_err());
         assert!(parse_record("1 f {'a': 1.5}").is_err());
+    }
+
+    #[test]
+    fn marker_text_near_the_end_of_a_line_without_crc_is_a_key() {
+        // Found by Python's own repr (tests/statuslog.rs).
+        let r = parse_record("1.00 d {'x #crc32=\"1\"': 1}\n").unwrap();
+        assert_eq!(r.entries[0].0, "x #crc32=\"1\"");
+        assert!(!r.had_crc);
     }
 
     #[test]

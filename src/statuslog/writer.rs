@@ -37,10 +37,11 @@ use super::record::{format_line, parse_record, RecordKind};
 use crate::tid::Tid;
 
 /// When records are forced to disk.
-#[derive(Clone, Copy, Debug, PartialEq, Eq)]
+#[derive(Clone, Copy, Debug, Default, PartialEq, Eq)]
 pub enum FsyncPolicy {
-    /// `fdatasync` after every record (the default): a record is on disk
-    /// before the next one is computed.
+    /// `fdatasync` after every record (the default, SPEC §4): a record is on
+    /// disk before the next one is computed.
+    #[default]
     Always,
     /// At most one `fdatasync` per period: a record written less than the
     /// period after the previous fsync stays in the page cache until
@@ -55,12 +56,6 @@ pub enum FsyncPolicy {
 
 impl FsyncPolicy {
     pub const DEFAULT_INTERVAL: Duration = Duration::from_secs(1);
-}
-
-impl Default for FsyncPolicy {
-    fn default() -> FsyncPolicy {
-        FsyncPolicy::Always
-    }
 }
 
 /// An unknown fsync policy name.
