@@ -25,7 +25,7 @@ fn site(n: usize) -> Site {
     let dir = tempfile::tempdir().unwrap();
     let mut files = Vec::new();
     let mut tids = Vec::new();
-    let mut cfg = format!("[server]\nstatus_file = \"status.tid\"\n");
+    let mut cfg = "[server]\nstatus_file = \"status.tid\"\n".to_string();
     for (i, id) in IDS.iter().enumerate() {
         let sub = dir.path().join(format!("zeo{i}"));
         std::fs::create_dir(&sub).unwrap();

@@ -8,7 +8,6 @@
 use std::collections::HashMap;
 use std::io::{Read, Write};
 use std::net::{TcpStream, ToSocketAddrs};
-use std::path::PathBuf;
 use std::process::{Child, Command, Stdio};
 use std::sync::mpsc;
 use std::time::Duration;
@@ -70,7 +69,7 @@ impl Triggers {
             let mountpoint = st.and_then(|s| s.mountpoint.clone()).unwrap_or_default();
             let data_fs = st
                 .and_then(|s| s.data_fs.clone())
-                .unwrap_or_else(PathBuf::new);
+                .unwrap_or_default();
             if let Some(cmd) = &self.cfg.command {
                 match Command::new(cmd)
                     .env("TIDSTORAGE_STORAGE_ID", id)

@@ -458,7 +458,9 @@ impl Engine {
 
     fn make_orphan(&mut self, slot: u32) {
         let (id, storages, age) = {
-            let t = self.txns[slot as usize].as_mut().expect("by_id points at a live slot");
+            let t = self.txns[slot as usize]
+                .as_mut()
+                .expect("by_id points at a live slot");
             t.orphan = true;
             (
                 t.id.clone(),
@@ -743,7 +745,10 @@ impl Engine {
             self.block(slot, reason);
         }
         if refused {
-            self.block(slot, "a commit tid was refused as being in the future".into());
+            self.block(
+                slot,
+                "a commit tid was refused as being in the future".into(),
+            );
         }
         let t = self.txns[slot as usize].as_ref().expect("live slot");
         let missing: Vec<u32> = t
