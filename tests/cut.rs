@@ -273,3 +273,33 @@ fn damaged_status_file_is_refused_with_line_number() {
     assert!(stderr(&o).contains("line 2"), "{}", stderr(&o));
     assert_eq!(snapshot(&s.files), before);
 }
+
+#[test]
+fn cut_from_a_running_daemon() {
+    let s = site(4);
+    let d = Daemon::start(s.dir.path(), &[]);
+    let mut c = d.client();
+    // One multi-database transaction per index, as the Zopes would report;
+    // the first one completes bootstrap (every configured storage seen).
+    for k in 0..=2 {
+        let x = format!("t{k}");
+        c.begin(&x, &IDS);
+        let tids: Vec<(&str, u64)> = IDS.iter().enumerate().map(|(i, id)| (*id, s.tids[i][k])).collect();
+        c.commit(&x, &tids);
+        if k == 0 {
+            c.wait_bootstrapped();
+        }
+    }
+    // The fourth is still in flight: the point stays at the third.
+    c.begin("t3", &IDS);
+    let server = format!("127.0.0.1:{}", d.port);
+    let o = cut(&s, &["--server", &server, "--format", "json"]);
+    assert_code(&o, 0);
+    for (i, f) in s.files.iter().enumerate() {
+        assert_eq!(zodb(&["check", f.to_str().unwrap()])["last_tid"], s.tids[i][2]);
+    }
+    drop(d);
+    let o = cut(&s, &["--server", &server]);
+    assert_code(&o, 3);
+    assert!(stderr(&o).contains(&server), "{}", stderr(&o));
+}

@@ -16,6 +16,7 @@ use std::fs::{File, OpenOptions};
 use std::path::{Path, PathBuf};
 
 use crate::cli::GlobalArgs;
+use crate::client::DaemonClient;
 use crate::cmd::{emit, tid_json, Format};
 use crate::config::Config;
 use crate::datafs::{CutPosition, DataFs};
@@ -40,6 +41,10 @@ pub struct CutArgs {
     /// Status file to take the point from (default: [server] status_file).
     #[arg(long, value_name = "FILE", conflicts_with = "file")]
     pub tid_log: Option<PathBuf>,
+    /// Take the point from a daemon still running (HOST:PORT): fresher than
+    /// the status file when only the ZEO servers crashed.
+    #[arg(long, value_name = "HOST:PORT", conflicts_with_all = ["file", "tid_log"])]
+    pub server: Option<String>,
     /// Skip damaged status-file lines instead of refusing.
     #[arg(long)]
     pub lenient: bool,
@@ -233,18 +238,24 @@ fn plan_configured(a: &CutArgs, g: &GlobalArgs, take_lock: bool) -> Result<Vec<P
             c.describe_source()
         )));
     }
-    let log_path = a
-        .tid_log
-        .clone()
-        .unwrap_or_else(|| c.server.status_file.clone());
-    let replay = statuslog::replay_file(&log_path, ReplayOptions { lenient: a.lenient })
-        .map_err(|e| CliError::runtime(e.to_string()))?;
-    if let Some((line, why)) = &replay.torn_last_line {
-        log::warn!(
-            "{}: damaged last line {line} ignored ({why}); using the point before it",
-            log_path.display()
-        );
-    }
+    let (point, source): (statuslog::Point, String) = match &a.server {
+        Some(addr) => {
+            let p = DaemonClient::connect(addr)?.dump()?;
+            (p.into_iter().collect(), format!("the daemon at {addr}"))
+        }
+        None => {
+            let log_path = a.tid_log.clone().unwrap_or_else(|| c.server.status_file.clone());
+            let replay = statuslog::replay_file(&log_path, ReplayOptions { lenient: a.lenient })
+                .map_err(|e| CliError::runtime(e.to_string()))?;
+            if let Some((line, why)) = &replay.torn_last_line {
+                log::warn!(
+                    "{}: damaged last line {line} ignored ({why}); using the point before it",
+                    log_path.display()
+                );
+            }
+            (replay.point, format!("the status file {}", log_path.display()))
+        }
+    };
     let mut plans = Vec::new();
     let mut errors = Vec::new();
     for s in storages {
@@ -256,12 +267,11 @@ fn plan_configured(a: &CutArgs, g: &GlobalArgs, take_lock: bool) -> Result<Vec<P
             ));
             continue;
         };
-        let Some(tid) = replay.point.get(&s.id) else {
+        let Some(tid) = point.get(&s.id) else {
             errors.push(format!(
-                "storage {:?} is not in the status file {}: it never had a coherency point; \
+                "storage {:?} is not in {source}: it never had a coherency point; \
                  check the storage id, or cut that file by hand with `tidstorage cut FILE TID`",
-                s.id,
-                log_path.display()
+                s.id
             ));
             continue;
         };

@@ -124,6 +124,33 @@ fn fsync_policy(m: FsyncMode) -> FsyncPolicy {
     }
 }
 
+/// Raises the soft open-files limit to the hard one: each client is a
+/// descriptor, and the default soft limit (often 1024) is below the
+/// default `max_connections`.
+fn raise_fd_limit(max_connections: usize) {
+    // SAFETY: getrlimit/setrlimit with a valid struct.
+    unsafe {
+        let mut rl: libc::rlimit = std::mem::zeroed();
+        if libc::getrlimit(libc::RLIMIT_NOFILE, &mut rl) != 0 {
+            return;
+        }
+        if rl.rlim_cur < rl.rlim_max {
+            rl.rlim_cur = rl.rlim_max;
+            let _ = libc::setrlimit(libc::RLIMIT_NOFILE, &rl);
+            let _ = libc::getrlimit(libc::RLIMIT_NOFILE, &mut rl);
+        }
+        // A few descriptors go to the listener, the log, the status file.
+        if (rl.rlim_cur as usize) < max_connections + 32 {
+            log::warn!(
+                "open-files limit {} is below max_connections {} (+ a few): clients beyond it \
+                 are refused at accept; raise `ulimit -n` (LimitNOFILE= under systemd)",
+                rl.rlim_cur,
+                max_connections
+            );
+        }
+    }
+}
+
 /// Runs the daemon until SIGTERM/SIGINT. Errors before the loop starts
 /// (bad address, unreadable status file, pidfile held) are returned.
 pub fn serve(cfg: Config, detach: bool, level: log::LevelFilter) -> Result<()> {
@@ -210,6 +237,7 @@ pub fn serve(cfg: Config, detach: bool, level: log::LevelFilter) -> Result<()> {
         ))
     })?;
 
+    raise_fd_limit(sc.max_connections);
     let mut d = Daemon::new(cfg, writer, sink, std_listener, local, &replay.point)
         .map_err(|e| CliError::runtime(format!("cannot set up the event loop: {e}")))?;
     log::info!(
