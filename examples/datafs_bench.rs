@@ -32,7 +32,11 @@ fn main() {
         println!("{name} {:.6} {answer}", t.elapsed().as_secs_f64());
     };
     let cut = |t: Tid, forward: bool| -> String {
-        let r = if forward { fs.cut_forward(t) } else { fs.cut_position(t) };
+        let r = if forward {
+            fs.cut_forward(t)
+        } else {
+            fs.cut_position(t)
+        };
         match r {
             Ok(c) => format!("{} {:?}", c.position, c.walk),
             Err(e) => format!("error: {e}"),
