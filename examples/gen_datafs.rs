@@ -2,7 +2,7 @@
 //!
 //! Usage: `gen_datafs OUT SIZE [--mix SIZE:WEIGHT,...] [--records-per-txn N]
 //! [--seed S]`, SIZE like `4G`, `300M`, `65536`. Default mix:
-//! `200:60,2000:30,50000:9,1500000:1` (object sizes in bytes : weight).
+//! `100:400,500:400,3000:150,50000:45,1500000:5` (object sizes in bytes : weight).
 //!
 //! The layout is what ZODB's FileStorage writes (magic FS30, transaction
 //! headers, data records with prev pointers and tloc, redundant lengths);
@@ -161,7 +161,7 @@ fn main() {
     };
     let mut opts = Options {
         size: parse_size(&args[1]).unwrap_or_else(|e| fail(e)),
-        mix: parse_mix("200:60,2000:30,50000:9,1500000:1").unwrap_or_else(|e| fail(e)),
+        mix: parse_mix("100:400,500:400,3000:150,50000:45,1500000:5").unwrap_or_else(|e| fail(e)),
         records_per_txn: 3,
         seed: 1,
     };

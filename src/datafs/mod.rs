@@ -232,8 +232,11 @@ impl TxnHeader {
     /// Offset just after the redundant length: where the next transaction
     /// starts.
     pub fn end(&self) -> u64 {
-        // Checked when the header was read: pos + tlen + 8 <= file size.
-        self.pos + self.tlen + layout::TXN_TRAILER_LEN
+        // Read headers satisfy pos + tlen + 8 <= size; saturating only
+        // protects hand-built ones.
+        self.pos
+            .saturating_add(self.tlen)
+            .saturating_add(layout::TXN_TRAILER_LEN)
     }
 
     /// Header plus user, description and extension.
@@ -246,12 +249,12 @@ impl TxnHeader {
 
     /// Offset of the redundant trailing length (end of the data records).
     pub fn data_end(&self) -> u64 {
-        self.pos + self.tlen
+        self.pos.saturating_add(self.tlen)
     }
 
     /// Offset of the first data record.
     pub fn data_start(&self) -> u64 {
-        self.pos + self.header_len()
+        self.pos.saturating_add(self.header_len())
     }
 }
 
@@ -378,5 +381,44 @@ impl DataFs {
         let mut b = [0u8; layout::DATA_HEADER_LEN];
         self.read_at(pos, &mut b, "data record header")?;
         Ok(layout::RawDataHeader::decode(&b))
+    }
+}
+
+#[cfg(test)]
+mod tests {
+    use super::*;
+
+    #[test]
+    fn error_messages_name_the_file_the_offset_and_what_to_do() {
+        let e = Error {
+            path: PathBuf::from("/srv/Data.fs"),
+            offset: 921,
+            kind: ErrorKind::Corrupt(Corruption::Checkpoint),
+        };
+        let msg = e.to_string();
+        assert!(msg.starts_with("/srv/Data.fs: offset 921: transaction has the checkpoint"));
+        assert!(msg.contains("; the file is damaged from here: cut it before this offset"));
+        assert_eq!(
+            msg,
+            msg.to_lowercase().replace("/srv/data.fs", "/srv/Data.fs")
+        );
+        assert!(e.is_damage());
+    }
+
+    #[test]
+    fn hand_built_headers_never_overflow() {
+        let h = TxnHeader {
+            pos: u64::MAX - 1,
+            tid: Tid(1),
+            tlen: u64::MAX,
+            status: b' ',
+            user_len: 1,
+            desc_len: 1,
+            ext_len: 1,
+        };
+        assert_eq!(
+            (h.end(), h.data_end(), h.data_start()),
+            (u64::MAX, u64::MAX, u64::MAX)
+        );
     }
 }
