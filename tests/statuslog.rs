@@ -794,3 +794,19 @@ fn what_the_writer_writes_replays_to_the_point() {
     assert_eq!(r.records, 500);
     assert!(r.skipped.is_empty() && r.torn_last_line.is_none());
 }
+
+#[test]
+fn the_examples_in_the_docs_are_valid_lines() {
+    let doc = fs::read_to_string(Path::new(env!("CARGO_MANIFEST_DIR")).join("docs/status-file.md"))
+        .unwrap();
+    let examples: Vec<&str> = doc
+        .lines()
+        .filter_map(|l| l.strip_prefix("    "))
+        .filter(|l| l.starts_with("17322"))
+        .collect();
+    assert_eq!(examples.len(), 2);
+    let text: String = examples.iter().map(|l| format!("{l}\n")).collect();
+    let r = replay_bytes(text.as_bytes(), strict()).unwrap();
+    assert_eq!(r.records, 2);
+    assert!(examples.iter().all(|l| parse_record(l).unwrap().had_crc));
+}

@@ -17,12 +17,14 @@
 //! Reads through `BufRead` so any split of the input gives the same result;
 //! must not write anything.
 
+use std::collections::BTreeMap;
 use std::fs::File;
 use std::io::{self, BufRead, BufReader};
 use std::path::Path;
 
 use super::record::{parse_record, LineError, LineErrorKind, Record, RecordKind};
 use super::{Error, ErrorKind, Point, Violation};
+use crate::tid::Tid;
 
 /// Lines longer than this are damage, not records: a status line holds one
 /// storage id and TID per storage (tens of bytes each), so 16 MiB means a
@@ -165,9 +167,10 @@ fn check(st: &Replay, rec: &Record) -> Result<(), Violation> {
             }
         }
         RecordKind::Full => {
-            let new: Point = rec.entries.iter().cloned().collect();
+            let new: BTreeMap<&str, Tid> =
+                rec.entries.iter().map(|(k, v)| (k.as_str(), *v)).collect();
             for (storage, &previous) in &st.point {
-                match new.get(storage) {
+                match new.get(storage.as_str()) {
                     None => {
                         return Err(Violation::FullMissing {
                             storage: storage.clone(),

@@ -344,25 +344,20 @@ impl<'a> Parser<'a> {
         self.skip_blanks();
         self.expect_byte(b'{', "'{' starting the dict")?;
         let mut entries: Vec<(String, Tid)> = Vec::new();
-        let mut seen = std::collections::HashSet::new();
+        let mut key_offsets = Vec::new();
         loop {
             self.skip_blanks();
             if self.peek() == Some(b'}') {
                 self.pos += 1;
+                check_unique(&entries, &key_offsets)?;
                 return Ok(entries);
             }
-            let key_at = self.pos;
+            key_offsets.push(self.pos);
             let key = self.string()?;
             self.skip_blanks();
             self.expect_byte(b':', "':' after the storage id")?;
             self.skip_blanks();
             let value = self.value()?;
-            if !seen.insert(key.clone()) {
-                return Err(LineError {
-                    offset: key_at,
-                    kind: LineErrorKind::DuplicateKey(key),
-                });
-            }
             entries.push((key, value));
             self.skip_blanks();
             match self.peek() {
@@ -541,36 +536,66 @@ impl<'a> Parser<'a> {
     }
 }
 
+/// Refuses a storage id given twice, pointing at its second occurrence.
+/// Sorting indices instead of hashing keeps replay free of key copies.
+fn check_unique(entries: &[(String, Tid)], offsets: &[usize]) -> Result<(), LineError> {
+    if entries.len() < 2 {
+        return Ok(());
+    }
+    let mut order: Vec<usize> = (0..entries.len()).collect();
+    order.sort_unstable_by(|&a, &b| entries[a].0.cmp(&entries[b].0).then(a.cmp(&b)));
+    let dup = order
+        .windows(2)
+        .filter(|w| entries[w[0]].0 == entries[w[1]].0)
+        .map(|w| w[1])
+        .min();
+    match dup {
+        None => Ok(()),
+        Some(i) => Err(LineError {
+            offset: offsets[i],
+            kind: LineErrorKind::DuplicateKey(entries[i].0.clone()),
+        }),
+    }
+}
+
 /// A plain (non-`u`) literal means different things to the two Pythons:
 /// bytes in Python 2 (`'\xc3\xa9'` is the UTF-8 of "é"), text in Python 3
 /// (`'\xe9'` is "é"). Build both; `finish` picks Python 2's reading when it
 /// is valid UTF-8 (the original daemon stored the client's bytes), Python
-/// 3's otherwise. They only differ when a `\x`/octal escape is >= 0x80.
+/// 3's otherwise. They only differ once a `\x`/octal escape is >= 0x80;
+/// until then Python 2's bytes are Python 3's text in UTF-8, so the byte
+/// reading is only built from that point on.
 #[derive(Default)]
 struct Unescaped {
-    py2: Vec<u8>,
     py3: String,
-    high_byte_escape: bool,
+    /// `Some` from the first escape >= 0x80 on.
+    py2: Option<Vec<u8>>,
 }
 
 impl Unescaped {
     fn push_char(&mut self, c: char) {
         self.py3.push(c);
-        let mut b = [0u8; 4];
-        self.py2.extend_from_slice(c.encode_utf8(&mut b).as_bytes());
+        if let Some(py2) = &mut self.py2 {
+            let mut b = [0u8; 4];
+            py2.extend_from_slice(c.encode_utf8(&mut b).as_bytes());
+        }
     }
 
     fn push_byte_escape(&mut self, v: u8) {
+        if v >= 0x80 && self.py2.is_none() {
+            self.py2 = Some(self.py3.as_bytes().to_vec());
+        }
+        if let Some(py2) = &mut self.py2 {
+            py2.push(v);
+        }
         self.py3.push(char::from(v));
-        self.py2.push(v);
-        self.high_byte_escape |= v >= 0x80;
     }
 
     fn finish(self, unicode: bool) -> String {
-        if unicode || !self.high_byte_escape {
-            return self.py3;
+        match self.py2 {
+            Some(py2) if !unicode => String::from_utf8(py2).unwrap_or(self.py3),
+            _ => self.py3,
         }
-        String::from_utf8(self.py2).unwrap_or(self.py3)
     }
 }
 

@@ -164,7 +164,9 @@ impl StatusWriter {
     /// and an error is returned; should that cut fail as well, the file ends
     /// with an incomplete line (which readers report as a torn last line),
     /// the cut is retried before the next record, and the next `open`
-    /// removes it in any case.
+    /// removes it in any case. An fsync failure is returned as an error
+    /// too: the record is then in the file (its time counts as used) but
+    /// maybe not on disk.
     pub fn write(
         &mut self,
         kind: RecordKind,

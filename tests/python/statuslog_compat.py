@@ -11,18 +11,15 @@
 #                         ('%.2f %s %r' of a dict; Python 2 gives long values
 #                         with L and str or unicode keys), and the JSON
 #                         expectation the Rust parser must match.
+#   replay LINES          replay LINES the original way (split, eval, check
+#                         the rules, apply), to time it beside ours
+#                         (examples/statuslog_bench.rs).
 import io
 import json
 import random
 import sys
 
 PY2 = sys.version_info[0] == 2
-if PY2:
-    text_type = unicode  # noqa: F821 (Python 2 only)
-    to_char = unichr  # noqa: F821
-else:
-    text_type = str
-    to_char = chr
 
 
 def check(lines_path, expected_path):
@@ -107,7 +104,42 @@ def emit(n, seed, lines_path, expected_path):
     return 0
 
 
+def replay(lines_path):
+    # The original reader's approach, for timing side by side with ours:
+    # split, eval, check the rules, apply. Prints the record count and the
+    # number of storages in the final point.
+    point = {}
+    last = None
+    records = 0
+    f = open(lines_path, 'rb') if PY2 else open(lines_path, encoding='utf-8')
+    for line in f:
+        if not line.strip():
+            continue
+        stamp, kind, rest = line.split(' ', 2)
+        stamp = float(stamp)
+        if last is not None and stamp <= last:
+            raise ValueError('time not increasing at %r' % stamp)
+        last = stamp
+        d = eval(rest)
+        if kind == 'f':
+            for key, value in point.items():
+                if d.get(key, -1) < value:
+                    raise ValueError('full dump lowers %r' % key)
+            point = d
+        else:
+            for key, value in d.items():
+                if point.get(key, -1) > value:
+                    raise ValueError('delta lowers %r' % key)
+            point.update(d)
+        records += 1
+    f.close()
+    sys.stdout.write('%d %d\n' % (records, len(point)))
+    return 0
+
+
 if __name__ == '__main__':
     if sys.argv[1] == 'check':
         sys.exit(check(sys.argv[2], sys.argv[3]))
+    if sys.argv[1] == 'replay':
+        sys.exit(replay(sys.argv[2]))
     sys.exit(emit(int(sys.argv[2]), int(sys.argv[3]), sys.argv[4], sys.argv[5]))
