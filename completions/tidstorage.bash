@@ -90,13 +90,17 @@ _tidstorage() {
             return 0
             ;;
         tidstorage__subcmd__cut)
-            opts="-n -c -v -q -h -V --tid-log --lenient --storage --dry-run --discard-tail --format --config --verbose --quiet --help --version"
+            opts="-n -c -v -q -h -V --tid-log --server --lenient --storage --dry-run --discard-tail --verify --format --config --verbose --quiet --help --version"
             if [[ ${cur} == -* || ${COMP_CWORD} -eq 2 ]] ; then
                 COMPREPLY=( $(compgen -W "${opts}" -- "${cur}") )
                 return 0
             fi
             case "${prev}" in
                 --tid-log)
+                    COMPREPLY=($(compgen -f "${cur}"))
+                    return 0
+                    ;;
+                --server)
                     COMPREPLY=($(compgen -f "${cur}"))
                     return 0
                     ;;

@@ -71,6 +71,7 @@ complete -c tidstorage -n "__fish_tidstorage_using_subcommand bootstrap-status" 
 complete -c tidstorage -n "__fish_tidstorage_using_subcommand bootstrap-status" -s h -l help -d 'Print help'
 complete -c tidstorage -n "__fish_tidstorage_using_subcommand bootstrap-status" -s V -l version -d 'Print version'
 complete -c tidstorage -n "__fish_tidstorage_using_subcommand cut" -l tid-log -d 'Status file to take the point from (default: [server] status_file)' -r -F
+complete -c tidstorage -n "__fish_tidstorage_using_subcommand cut" -l server -d 'Take the point from a daemon still running (HOST:PORT): fresher than the status file when only the ZEO servers crashed' -r
 complete -c tidstorage -n "__fish_tidstorage_using_subcommand cut" -l storage -d 'Cut only this configured storage (repeatable)' -r
 complete -c tidstorage -n "__fish_tidstorage_using_subcommand cut" -l format -d 'Output format of the plan' -r -f -a "text\t'Aligned columns for people'
 json\t'One JSON document (machine-stable keys)'
@@ -79,6 +80,7 @@ complete -c tidstorage -n "__fish_tidstorage_using_subcommand cut" -s c -l confi
 complete -c tidstorage -n "__fish_tidstorage_using_subcommand cut" -l lenient -d 'Skip damaged status-file lines instead of refusing'
 complete -c tidstorage -n "__fish_tidstorage_using_subcommand cut" -s n -l dry-run -d 'Print the plan and change nothing'
 complete -c tidstorage -n "__fish_tidstorage_using_subcommand cut" -l discard-tail -d 'Do not keep the removed bytes in Data.fs.tail-<tid hex>'
+complete -c tidstorage -n "__fish_tidstorage_using_subcommand cut" -l verify -d 'Also verify every kept transaction (fstest-style, reads the whole file) before cutting; without it only the transactions around the cut are checked, which costs O(bytes removed)'
 complete -c tidstorage -n "__fish_tidstorage_using_subcommand cut" -s v -l verbose -d 'More output (repeat for more)'
 complete -c tidstorage -n "__fish_tidstorage_using_subcommand cut" -s q -l quiet -d 'Less output (repeat for less)'
 complete -c tidstorage -n "__fish_tidstorage_using_subcommand cut" -s h -l help -d 'Print help (see more with \'--help\')'

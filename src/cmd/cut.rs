@@ -57,6 +57,11 @@ pub struct CutArgs {
     /// Do not keep the removed bytes in Data.fs.tail-<tid hex>.
     #[arg(long)]
     pub discard_tail: bool,
+    /// Also verify every kept transaction (fstest-style, reads the whole
+    /// file) before cutting; without it only the transactions around the
+    /// cut are checked, which costs O(bytes removed).
+    #[arg(long)]
+    pub verify: bool,
     /// Output format of the plan.
     #[arg(long, value_enum, default_value = "text")]
     pub format: Format,
@@ -114,11 +119,40 @@ fn lock_data_fs(data_fs: &Path) -> std::result::Result<LockGuard, String> {
     }
 }
 
+/// fstest-style check of every transaction before `end`.
+fn verify_prefix(df: &DataFs, end: u64) -> std::result::Result<u64, String> {
+    let mut count = 0u64;
+    let mut last: Option<Tid> = None;
+    let inside = |e: crate::datafs::Error| {
+        format!("{e} (found by --verify inside the part that would be kept)")
+    };
+    for h in df.iter_forward(4) {
+        let h = h.map_err(inside)?;
+        if h.pos >= end {
+            break;
+        }
+        if last.is_some_and(|l| h.tid <= l) {
+            return Err(format!(
+                "{}: offset {}: transaction id {} is not above the previous one; the kept part is \
+                 damaged: restore this file from a backup",
+                df.path().display(),
+                h.pos,
+                h.tid.hex()
+            ));
+        }
+        df.verify_transaction(&h).map_err(inside)?;
+        last = Some(h.tid);
+        count += 1;
+    }
+    Ok(count)
+}
+
 fn plan_one(
     storage: Option<&str>,
     data_fs: &Path,
     tid: Tid,
     take_lock: bool,
+    verify: bool,
 ) -> std::result::Result<Plan, String> {
     let lock = if take_lock {
         Some(lock_data_fs(data_fs)?)
@@ -142,6 +176,10 @@ fn plan_one(
     let df = DataFs::open(data_fs).map_err(|e| e.to_string())?;
     let cut = df.cut_position(tid).map_err(|e| e.to_string())?;
     let mut notes = Vec::new();
+    if verify {
+        let n = verify_prefix(&df, cut.position)?;
+        notes.push(format!("verified the {n} kept transaction(s)"));
+    }
     if let Some(d) = &cut.damage {
         notes.push(format!(
             "the file is damaged from offset {} ({d}); the damaged bytes are removed with the tail",
@@ -179,7 +217,7 @@ pub fn run(a: CutArgs, g: &GlobalArgs) -> Result<()> {
         // `requires` guarantees the TID is present with FILE.
         let text = a.tid.as_deref().unwrap_or_default();
         let tid: Tid = text.parse().map_err(|e| CliError::usage(format!("{e}")))?;
-        vec![plan_one(None, file, tid, take_lock).map_err(CliError::runtime)?]
+        vec![plan_one(None, file, tid, take_lock, a.verify).map_err(CliError::runtime)?]
     } else {
         plan_configured(&a, g, take_lock)?
     };
@@ -244,7 +282,10 @@ fn plan_configured(a: &CutArgs, g: &GlobalArgs, take_lock: bool) -> Result<Vec<P
             (p.into_iter().collect(), format!("the daemon at {addr}"))
         }
         None => {
-            let log_path = a.tid_log.clone().unwrap_or_else(|| c.server.status_file.clone());
+            let log_path = a
+                .tid_log
+                .clone()
+                .unwrap_or_else(|| c.server.status_file.clone());
             let replay = statuslog::replay_file(&log_path, ReplayOptions { lenient: a.lenient })
                 .map_err(|e| CliError::runtime(e.to_string()))?;
             if let Some((line, why)) = &replay.torn_last_line {
@@ -253,7 +294,10 @@ fn plan_configured(a: &CutArgs, g: &GlobalArgs, take_lock: bool) -> Result<Vec<P
                     log_path.display()
                 );
             }
-            (replay.point, format!("the status file {}", log_path.display()))
+            (
+                replay.point,
+                format!("the status file {}", log_path.display()),
+            )
         }
     };
     let mut plans = Vec::new();
@@ -275,7 +319,7 @@ fn plan_configured(a: &CutArgs, g: &GlobalArgs, take_lock: bool) -> Result<Vec<P
             ));
             continue;
         };
-        match plan_one(Some(&s.id), data_fs, *tid, take_lock) {
+        match plan_one(Some(&s.id), data_fs, *tid, take_lock, a.verify) {
             Ok(p) => plans.push(p),
             Err(e) => errors.push(format!("storage {:?}: {e}", s.id)),
         }
