@@ -323,3 +323,45 @@ fn bootstrap_trigger_command_runs_for_missing_storages() {
     c.wait_bootstrapped();
     assert!(d.wait_log("bootstrap complete").is_some());
 }
+
+#[test]
+fn user_and_group_are_dropped_after_binding() {
+    let dir = tempfile::tempdir().unwrap();
+    // The status file is opened after the drop: let "nobody" write there.
+    std::fs::set_permissions(
+        dir.path(),
+        std::os::unix::fs::PermissionsExt::from_mode(0o777),
+    )
+    .unwrap();
+    // SAFETY: geteuid has no preconditions.
+    if unsafe { libc::geteuid() } != 0 {
+        // Not root: the daemon must refuse clearly instead of running as us.
+        let o = run_in(
+            dir.path(),
+            &[
+                "serve",
+                "--port",
+                "0",
+                "--status-file",
+                "s.tid",
+                "--user",
+                "nobody",
+            ],
+        );
+        assert_code(&o, 3);
+        assert!(stderr(&o).contains("run as root"), "{}", stderr(&o));
+        return;
+    }
+    let d = Daemon::start(dir.path(), &["--user", "nobody"]);
+    let status = std::fs::read_to_string(format!("/proc/{}/status", d.child.id())).unwrap();
+    let uid = status.lines().find(|l| l.starts_with("Uid:")).unwrap();
+    assert!(
+        uid.split_whitespace().skip(1).all(|u| u == "65534"),
+        "{uid}"
+    );
+    let mut c = bootstrapped(&d);
+    publish(&mut c, "t1", &[("s1", 3)]);
+    let (code, log) = d.stop();
+    assert_eq!(code, Some(0), "{}", log.join("\n"));
+    assert!(read(&dir.path().join("status.tid")).contains("'s1': 3"));
+}
