@@ -134,12 +134,11 @@ impl Tid {
         if t.hour > 23 || t.minute > 59 || !(0.0..60.0).contains(&t.second) {
             return Err("time of day is out of range".into());
         }
-        let minutes = ((((t.year as u64 - 1900) * 12 + t.month as u64 - 1) * 31 + t.day as u64
-            - 1)
-            * 24
-            + t.hour as u64)
-            * 60
-            + t.minute as u64;
+        let minutes =
+            ((((t.year as u64 - 1900) * 12 + t.month as u64 - 1) * 31 + t.day as u64 - 1) * 24
+                + t.hour as u64)
+                * 60
+                + t.minute as u64;
         if minutes > u32::MAX as u64 {
             return Err(format!("year {} is too late for a TID", t.year));
         }
@@ -316,7 +315,9 @@ fn parse_time(s: &str) -> Result<Tid, String> {
         return Err(bad());
     }
     if !(1..=12).contains(&month) || day < 1 || day > days_in_month(year, month) {
-        return Err(format!("{year:04}-{month:02}-{day:02} is not a calendar date"));
+        return Err(format!(
+            "{year:04}-{month:02}-{day:02} is not a calendar date"
+        ));
     }
     if offset_min == 0 {
         return Tid::from_time(&TidTime {
@@ -329,9 +330,9 @@ fn parse_time(s: &str) -> Result<Tid, String> {
         });
     }
     // Shift to UTC through day arithmetic.
-    let total_min = days_from_civil(year as i64, month, day) * 1440 + hour as i64 * 60
-        + minute as i64
-        - offset_min;
+    let total_min =
+        days_from_civil(year as i64, month, day) * 1440 + hour as i64 * 60 + minute as i64
+            - offset_min;
     let days = total_min.div_euclid(1440);
     let mins = total_min.rem_euclid(1440);
     let (y, m, d) = civil_from_days(days);
@@ -415,7 +416,11 @@ mod tests {
 
     #[test]
     fn time_round_trip_is_within_a_microsecond() {
-        for v in [0x03f1b1a2cb5c4e00u64, 285899593185544149, 0x03e0000000000000] {
+        for v in [
+            0x03f1b1a2cb5c4e00u64,
+            285899593185544149,
+            0x03e0000000000000,
+        ] {
             let t = Tid(v);
             let back: Tid = t.rfc3339().parse().unwrap();
             assert!(back <= t, "{back:?} > {t:?}");

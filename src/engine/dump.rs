@@ -20,7 +20,11 @@ impl Engine {
         let missing = self.bootstrap_missing();
         if !missing.is_empty() {
             let l: Vec<String> = missing.iter().map(|s| q(s)).collect();
-            let _ = writeln!(o, "  configured storages with no commit seen: {}", l.join(", "));
+            let _ = writeln!(
+                o,
+                "  configured storages with no commit seen: {}",
+                l.join(", ")
+            );
         }
         let mut order: Vec<u32> = (0..self.st.len() as u32).collect();
         order.sort_by(|a, b| self.st[*a as usize].name.cmp(&self.st[*b as usize].name));
@@ -175,7 +179,10 @@ impl Engine {
             for &(s, t) in &com.tids {
                 let st = &self.st[s as usize];
                 if !st.pending.contains(&(t, c as u32)) {
-                    fail(format!("tid {} of #{c} missing from {}'s queue", t.0, st.name));
+                    fail(format!(
+                        "tid {} of #{c} missing from {}'s queue",
+                        t.0, st.name
+                    ));
                 }
                 // All above published: split transactions cannot exist.
                 if st.published >= Some(t) {
@@ -194,6 +201,7 @@ impl Engine {
                 self.remembered, self.pending_entries
             ));
         }
+        let point = self.published();
         let mut missing = 0;
         for (i, st) in self.st.iter().enumerate() {
             if st.caps != caps[i] || st.nothing_caps != nothing[i] {
@@ -207,7 +215,7 @@ impl Engine {
                     st.name
                 ));
             }
-            if self.point.get(&st.name).copied() != st.published {
+            if point.get(&st.name).copied() != st.published {
                 fail(format!("point map disagrees on {}", st.name));
             }
             let queued: usize = st.pending.len();
@@ -219,7 +227,10 @@ impl Engine {
                 .filter(|e| e.0 == i as u32)
                 .count();
             if queued != mine {
-                fail(format!("queue of {} holds {queued} entries, {mine} expected", st.name));
+                fail(format!(
+                    "queue of {} holds {queued} entries, {mine} expected",
+                    st.name
+                ));
             }
             if let Some(&(t, _)) = st.pending.last() {
                 if Some(t) > st.known {
@@ -233,13 +244,19 @@ impl Engine {
                 fail(format!("dirty flag of {} disagrees with the list", st.name));
             }
             if st.changed != self.changed.contains(&(i as u32)) {
-                fail(format!("changed flag of {} disagrees with the list", st.name));
+                fail(format!(
+                    "changed flag of {} disagrees with the list",
+                    st.name
+                ));
             }
         }
         if missing != self.missing {
-            fail(format!("{missing} configured storages unseen, {} counted", self.missing));
+            fail(format!(
+                "{missing} configured storages unseen, {} counted",
+                self.missing
+            ));
         }
-        if self.point.len() != self.st.iter().filter(|s| s.published.is_some()).count() {
+        if point.len() != self.st.iter().filter(|s| s.published.is_some()).count() {
             fail("point map holds unknown storages".into());
         }
     }

@@ -224,7 +224,12 @@ fn run_ordered(seed: u64) {
         e.check_invariants();
         let got = engine_point(&e, &storages);
         assert_eq!(got, m.published, "published point differs; {}", ctx());
-        assert_eq!(e.is_bootstrapped(), m.complete, "bootstrap differs; {}", ctx());
+        assert_eq!(
+            e.is_bootstrapped(),
+            m.complete,
+            "bootstrap differs; {}",
+            ctx()
+        );
         if is_end && was_complete {
             // Equality right after a recomputation is the "greatest" claim.
             assert_eq!(got, m.greatest(), "not the greatest point; {}", ctx());
@@ -232,9 +237,7 @@ fn run_ordered(seed: u64) {
         assert_eq!(e.in_flight_count(), m.in_flight.len(), "{}", ctx());
         let notices = e.drain_notices();
         assert!(
-            notices
-                .iter()
-                .all(|n| n.level == Level::Info),
+            notices.iter().all(|n| n.level == Level::Info),
             "unexpected anomaly {notices:?}; {}",
             ctx()
         );
@@ -333,7 +336,7 @@ impl Broken {
         for (s, v) in before {
             assert!(now_p.get(s) >= Some(v), "point went down on {s}; {}", ctx());
         }
-        for (s, v) in now_p {
+        for (s, v) in now_p.iter() {
             assert!(
                 Some(&v.0) <= self.known.get(s),
                 "published {s}={} above known; {}",
@@ -350,10 +353,18 @@ impl Broken {
         for inst in self.insts.iter().filter(|i| i.blocking) {
             for (s, floor) in &inst.floors {
                 let p = now_p.get(s).map(|t| t.0);
-                assert!(p <= *floor, "published {s}={p:?} beyond floor {floor:?}; {}", ctx());
+                assert!(
+                    p <= *floor,
+                    "published {s}={p:?} beyond floor {floor:?}; {}",
+                    ctx()
+                );
                 for (t, acc) in inst.named.get(s).into_iter().flatten() {
                     if *acc {
-                        assert!(p < Some(*t), "published {s}={p:?} holds part of an unfinished transaction ({t}); {}", ctx());
+                        assert!(
+                            p < Some(*t),
+                            "published {s}={p:?} holds part of an unfinished transaction ({t}); {}",
+                            ctx()
+                        );
                     }
                 }
             }

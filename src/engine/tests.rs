@@ -21,7 +21,10 @@ pub(super) struct H {
 }
 
 pub(super) fn p(entries: &[(&str, u64)]) -> Point {
-    entries.iter().map(|(s, t)| (s.to_string(), Tid(*t))).collect()
+    entries
+        .iter()
+        .map(|(s, t)| (s.to_string(), Tid(*t)))
+        .collect()
 }
 
 impl H {
@@ -313,7 +316,11 @@ fn decreasing_update_is_critical_and_the_rest_applies() {
     assert_eq!(n[0].level, Level::Critical);
     assert_eq!(n[0].kind, NoticeKind::DecreasingUpdate);
     for needle in ["'t2'", "'a'", "4 (", "5 (", "incomplete transaction"] {
-        assert!(n[0].message.contains(needle), "{needle} in {}", n[0].message);
+        assert!(
+            n[0].message.contains(needle),
+            "{needle} in {}",
+            n[0].message
+        );
     }
 }
 
@@ -389,7 +396,10 @@ fn abort_after_a_partial_commit_keeps_blocking() {
     h.begin("t2", &["b"]);
     h.commit("t2", &[("b", 2)]);
     assert_eq!(h.dump(), p(&[]));
-    assert!(h.e.state_dump(h.now()).contains("blocked: abort after a commit"));
+    assert!(h
+        .e
+        .state_dump(h.now())
+        .contains("blocked: abort after a commit"));
 }
 
 #[test]
@@ -463,7 +473,10 @@ fn stale_is_reported_once_and_keeps_blocking() {
     assert!(h.e.drain_notices().is_empty());
     assert_eq!(h.e.counters().stale, 1);
     assert_eq!(h.e.stale(h.now()).len(), 1);
-    assert_eq!(h.e.oldest_in_flight_age(h.now()), Some(Duration::from_secs(6000)));
+    assert_eq!(
+        h.e.oldest_in_flight_age(h.now()),
+        Some(Duration::from_secs(6000))
+    );
     h.begin("t2", &["a"]);
     h.commit("t2", &[("a", 1)]);
     assert_eq!(h.dump(), p(&[]));
