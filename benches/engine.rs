@@ -83,7 +83,10 @@ fn thread_cpu() -> Duration {
 fn main() {
     let unix = 1_700_000_000.0;
     let base = Tid::from_unix_seconds(unix - 86_400.0);
-    let txns = 400_000;
+    // `cargo bench` passes `--bench`; `cargo test --all-targets` runs this
+    // too, in debug: a small smoke run is enough there.
+    let measuring = std::env::args().any(|a| a == "--bench");
+    let txns = if measuring { 400_000 } else { 2_000 };
     println!("engine throughput, {txns} transactions, 16 in flight, 1-3 storages each");
     // BENCH_STORAGES=2000 runs one configuration (for `perf stat`).
     let configs: Vec<usize> = match std::env::var("BENCH_STORAGES") {
@@ -115,6 +118,7 @@ fn main() {
         let el = start.elapsed();
         let cpu = thread_cpu() - cpu0;
         let published = e.published().len();
+        assert!(published > 0, "the point never advanced: the engine is broken");
         let changed = e.take_changed().len();
         println!(
             "{:>6} storages: {:>9.0} events/s of CPU time ({:>9.0} by wall clock; {} events in {:.3} s CPU; {} published, {} remembered at end, {} changed)",
