@@ -118,7 +118,10 @@ fn main() {
         let el = start.elapsed();
         let cpu = thread_cpu() - cpu0;
         let published = e.published().len();
-        assert!(published > 0, "the point never advanced: the engine is broken");
+        assert!(
+            published > 0,
+            "the point never advanced: the engine is broken"
+        );
         let changed = e.take_changed().len();
         println!(
             "{:>6} storages: {:>9.0} events/s of CPU time ({:>9.0} by wall clock; {} events in {:.3} s CPU; {} published, {} remembered at end, {} changed)",
