@@ -102,12 +102,7 @@ impl Engine {
                     self.pending_entries -= 1;
                 }
                 st.published = Some(v);
-                match self.point.get_mut(st.name.as_str()) {
-                    Some(p) => *p = v,
-                    None => {
-                        self.point.insert(st.name.clone(), v);
-                    }
-                }
+                self.point.get_mut().queue(r);
                 if !st.changed {
                     st.changed = true;
                     self.changed.push(r);

@@ -201,6 +201,7 @@ impl Engine {
                 self.remembered, self.pending_entries
             ));
         }
+        let point = self.published();
         let mut missing = 0;
         for (i, st) in self.st.iter().enumerate() {
             if st.caps != caps[i] || st.nothing_caps != nothing[i] {
@@ -214,7 +215,7 @@ impl Engine {
                     st.name
                 ));
             }
-            if self.point.get(&st.name).copied() != st.published {
+            if point.get(&st.name).copied() != st.published {
                 fail(format!("point map disagrees on {}", st.name));
             }
             let queued: usize = st.pending.len();
@@ -255,7 +256,7 @@ impl Engine {
                 self.missing
             ));
         }
-        if self.point.len() != self.st.iter().filter(|s| s.published.is_some()).count() {
+        if point.len() != self.st.iter().filter(|s| s.published.is_some()).count() {
             fail("point map holds unknown storages".into());
         }
     }

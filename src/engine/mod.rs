@@ -23,6 +23,7 @@ mod model;
 #[cfg(test)]
 mod tests;
 
+use std::cell::{Ref, RefCell};
 use std::collections::{BTreeMap, BTreeSet, HashMap};
 use std::time::Duration;
 
@@ -313,13 +314,36 @@ pub struct Engine {
     gen: u64,
     dirty: Vec<u32>,
     changed: Vec<u32>,
-    point: Point,
+    /// The published point by name, brought up to date only when read.
+    point: RefCell<PointCache>,
     bootstrap: BootstrapState,
     missing: usize,
     notices: Vec<Notice>,
     counters: Counters,
     scratch_st: Vec<u32>,
     scratch_c: Vec<u32>,
+}
+
+/// The published point keyed by name, and the storages whose value moved
+/// since it was last brought up to date.
+#[derive(Debug, Default)]
+struct PointCache {
+    map: Point,
+    todo: Vec<u32>,
+    queued: Vec<bool>,
+}
+
+impl PointCache {
+    fn queue(&mut self, s: u32) {
+        let i = s as usize;
+        if self.queued.len() <= i {
+            self.queued.resize(i + 1, false);
+        }
+        if !self.queued[i] {
+            self.queued[i] = true;
+            self.todo.push(s);
+        }
+    }
 }
 
 /// `'id'`: storage and transaction ids are opaque strings, often with
@@ -358,7 +382,7 @@ impl Engine {
             gen: 0,
             dirty: Vec::new(),
             changed: Vec::new(),
-            point: Point::new(),
+            point: RefCell::new(PointCache::default()),
             bootstrap: BootstrapState::NotStarted,
             missing: 0,
             notices: Vec::new(),
@@ -426,7 +450,7 @@ impl Engine {
             st.known = st.known.max(Some(tid));
             if st.published < Some(tid) {
                 st.published = Some(tid);
-                self.point.insert(name.clone(), tid);
+                self.point.get_mut().queue(s as u32);
             }
         }
     }
@@ -909,8 +933,32 @@ impl Engine {
     }
 
     /// The published coherency point (the DUMP answer).
-    pub fn published(&self) -> &Point {
-        &self.point
+    ///
+    /// A name-keyed map costs O(log storages) string comparisons per
+    /// update, so events only queue the storages that moved and reading
+    /// applies them. Holding the returned guard borrows the engine, so no
+    /// event can run meanwhile.
+    pub fn published(&self) -> Ref<'_, Point> {
+        let stale = !self.point.borrow().todo.is_empty();
+        if stale {
+            // Cannot fail: a queued update means an event (`&mut self`) ran
+            // after every earlier guard was dropped.
+            let mut pc = self.point.borrow_mut();
+            let PointCache { map, todo, queued } = &mut *pc;
+            for s in todo.drain(..) {
+                queued[s as usize] = false;
+                let st = &self.st[s as usize];
+                if let Some(v) = st.published {
+                    match map.get_mut(st.name.as_str()) {
+                        Some(p) => *p = v,
+                        None => {
+                            map.insert(st.name.clone(), v);
+                        }
+                    }
+                }
+            }
+        }
+        Ref::map(self.point.borrow(), |pc| &pc.map)
     }
 
     /// Storages whose published value changed since the last call, sorted.
