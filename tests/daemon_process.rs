@@ -365,3 +365,37 @@ fn user_and_group_are_dropped_after_binding() {
     assert_eq!(code, Some(0), "{}", log.join("\n"));
     assert!(read(&dir.path().join("status.tid")).contains("'s1': 3"));
 }
+
+#[test]
+fn status_file_write_errors_are_logged_and_serving_goes_on() {
+    let dir = tempfile::tempdir().unwrap();
+    // ulimit -f 1: the status file cannot grow past 512 bytes, the way a
+    // full disk would stop it.
+    let script = format!(
+        "ulimit -f 1 && exec {} serve --port 0 --status-file status.tid --burst-period 20ms",
+        bin().display()
+    );
+    let args = vec!["-c".to_string(), script];
+    let mut d = Daemon::start_with(dir.path(), "sh", &args, dir.path().join("status.tid"));
+    let mut c = bootstrapped(&d);
+    for i in 0..40u64 {
+        let id = format!("storage-with-a-rather-long-identifier-{i:02}");
+        publish(&mut c, &format!("t{i}"), &[(id.as_str(), 100 + i)]);
+        std::thread::sleep(Duration::from_millis(25));
+    }
+    assert!(
+        d.wait_log("cannot write to the status file").is_some(),
+        "{}",
+        d.log.join("\n")
+    );
+    // Still serving, with every value published.
+    assert_eq!(c.dump().len(), 40);
+    let mut c2 = d.client();
+    publish(&mut c2, "after", &[("z", 7)]);
+    assert_eq!(c2.dump().get("z"), Some(&7));
+    // The file holds only whole records.
+    let text = read(&d.status_file);
+    let o = run_in(dir.path(), &["dump", "--status-file", "status.tid"]);
+    assert_code(&o, 0);
+    assert!(text.len() <= 512);
+}

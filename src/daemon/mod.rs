@@ -238,6 +238,10 @@ pub fn serve(cfg: Config, detach: bool, level: log::LevelFilter) -> Result<()> {
     })?;
 
     raise_fd_limit(sc.max_connections);
+    // A file-size limit (ulimit -f) must fail the write with EFBIG, which
+    // is logged and retried, not kill the daemon with SIGXFSZ.
+    // SAFETY: setting a signal disposition to SIG_IGN has no preconditions.
+    unsafe { libc::signal(libc::SIGXFSZ, libc::SIG_IGN) };
     let mut d = Daemon::new(cfg, writer, sink, std_listener, local, &replay.point)
         .map_err(|e| CliError::runtime(format!("cannot set up the event loop: {e}")))?;
     log::info!(

@@ -128,7 +128,12 @@ impl Daemon {
     }
 
     pub fn start_args(dir: &Path, args: &[String], status_file: PathBuf) -> Daemon {
-        let mut child = Command::new(bin())
+        Daemon::start_with(dir, bin().to_str().unwrap(), args, status_file)
+    }
+
+    /// Starts `program ARGS` (e.g. a shell wrapping the daemon) as the daemon.
+    pub fn start_with(dir: &Path, program: &str, args: &[String], status_file: PathBuf) -> Daemon {
+        let mut child = Command::new(program)
             .args(args)
             .current_dir(dir)
             .env_remove("TIDSTORAGE_CONFIG")
