@@ -8,6 +8,10 @@ use super::fields::{FieldBuf, TidValue};
 use super::{FrameError, Limits};
 use crate::tid::Tid;
 
+/// Items reserved up front for a list: a count is only a peer's claim, so
+/// a large configured `max_list` must not let one field allocate much.
+const PREALLOCATE: usize = 64;
+
 /// One decoded client command.
 #[derive(Debug, Clone, PartialEq, Eq)]
 pub enum Command {
@@ -164,7 +168,7 @@ impl Decoder {
                     State::BeginItems {
                         txn,
                         left,
-                        storages: Vec::with_capacity(left),
+                        storages: Vec::with_capacity(left.min(PREALLOCATE)),
                     }
                 }
                 State::BeginItems {
@@ -191,7 +195,7 @@ impl Decoder {
                     State::CommitKeys {
                         txn,
                         left,
-                        keys: Vec::with_capacity(left),
+                        keys: Vec::with_capacity(left.min(PREALLOCATE)),
                     }
                 }
                 State::CommitKeys {
@@ -470,6 +474,22 @@ mod tests {
         let mut d = Decoder::new(small());
         d.feed(b"COMMIT\nt\n3\na\nb\nc\n1\n2\n3\n");
         assert!(matches!(d.next_command(), Ok(Some(Command::Commit { .. }))));
+    }
+
+    #[test]
+    fn unbounded_limits_trust_no_claimed_count() {
+        // With limits set to the maximum, a claimed count must not reserve
+        // memory up front (an 18-exabyte allocation would abort) nor
+        // overflow the field-length arithmetic.
+        let limits = Limits {
+            max_field: usize::MAX,
+            max_list: usize::MAX,
+        };
+        let mut d = Decoder::new(limits);
+        d.feed(b"BEGIN\nt\n18446744073709551615\na\nCOMMIT\nt\n18446744073709551615\nk\n");
+        assert_eq!(d.next_command(), Ok(None));
+        d.feed(&[b'x'; 100_000]);
+        assert_eq!(d.next_command(), Ok(None));
     }
 
     #[test]

@@ -80,7 +80,7 @@ impl FieldBuf {
         };
         // Invariant: the buffered tail holds at most max_field bytes unless
         // `overflow` is set, so this cannot underflow.
-        let room = self.max_field + 1 - (self.buf.len() - self.complete_end);
+        let room = self.max_field.saturating_add(1) - (self.buf.len() - self.complete_end);
         let take = tail.len().min(room);
         self.buf.extend_from_slice(&tail[..take]);
         if self.buf.len() - self.complete_end > self.max_field {

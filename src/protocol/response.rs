@@ -8,6 +8,10 @@
 use super::fields::{shown, FieldBuf, TidValue};
 use super::{FrameError, FrameErrorKind, Limits};
 use crate::tid::Tid;
+
+/// Items reserved up front for a list: a count is only a peer's claim, so
+/// a large configured `max_list` must not let one field allocate much.
+const PREALLOCATE: usize = 64;
 use std::collections::VecDeque;
 
 /// An answer the client is waiting for.
@@ -128,7 +132,7 @@ impl ResponseDecoder {
                         let left = field.count("DUMP answer", self.limits.max_list)?;
                         State::DumpKeys {
                             left,
-                            keys: Vec::with_capacity(left),
+                            keys: Vec::with_capacity(left.min(PREALLOCATE)),
                         }
                     }
                     Some(Expect::Bootstraped) => {
