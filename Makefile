@@ -27,9 +27,9 @@ $(STATIC_BIN): FORCE
 FORCE:
 
 check-static: release
-	@if ldd $(STATIC_BIN) >/dev/null 2>&1; then \
-		echo "error: $(STATIC_BIN) is dynamically linked"; ldd $(STATIC_BIN); exit 1; \
-	else echo "ok: $(STATIC_BIN) is statically linked"; fi
+	@if readelf -l $(STATIC_BIN) | grep -q INTERP || readelf -d $(STATIC_BIN) | grep -q NEEDED; then \
+		echo "error: $(STATIC_BIN) is dynamically linked:"; readelf -d $(STATIC_BIN) | grep NEEDED; exit 1; \
+	else echo "ok: $(STATIC_BIN) is statically linked (no interpreter, no shared libraries)"; fi
 	$(STATIC_BIN) --version
 
 # Foreground daemon on defaults: 127.0.0.1:9001, status file in ./run/.

@@ -376,3 +376,21 @@ fn connection_limit_refuses_extra_clients() {
         std::thread::sleep(Duration::from_millis(20));
     }
 }
+
+#[test]
+fn oversized_command_closes_only_that_connection() {
+    let dir = tempfile::tempdir().unwrap();
+    std::fs::write(dir.path().join("t.toml"), "[server]\nmax_command = 4096\n").unwrap();
+    let mut d = Daemon::start(dir.path(), &["-c", "t.toml"]);
+    let mut c = d.client();
+    // Within every per-field and per-list limit, but 100 x 100 bytes of ids.
+    let mut s = raw(&d);
+    let mut b = b"BEGIN\nhuge\n100\n".to_vec();
+    for i in 0..100 {
+        b.extend_from_slice(format!("{:0>100}\n", i).as_bytes());
+    }
+    s.write_all(&b).unwrap();
+    assert!(closed_by_daemon(&mut s));
+    assert!(d.wait_log("max_command").is_some(), "{}", d.log.join("\n"));
+    assert!(!c.bootstraped(), "the other connection is still served");
+}

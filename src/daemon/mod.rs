@@ -315,6 +315,7 @@ impl Daemon {
         let limits = Limits {
             max_field: sc.max_field,
             max_list: sc.max_list,
+            max_command: sc.max_command,
         };
         let triggers = bootstrap::Triggers::new(cfg.bootstrap.clone(), &cfg.storages);
         Ok(Daemon {

@@ -5,7 +5,7 @@
 //! twice. Must not interpret commands beyond their syntax.
 
 use super::fields::{FieldBuf, TidValue};
-use super::{FrameError, Limits};
+use super::{FrameError, FrameErrorKind, Limits};
 use crate::tid::Tid;
 
 /// Items reserved up front for a list: a count is only a peer's claim, so
@@ -66,11 +66,29 @@ enum State {
     Failed(FrameError),
 }
 
+/// Counts an id of `len` bytes into the command being decoded, against
+/// `max_command`.
+fn hold(held: &mut usize, max_command: usize, len: usize, offset: u64) -> Result<(), FrameError> {
+    *held = held.saturating_add(len);
+    if *held > max_command {
+        return Err(FrameError {
+            kind: FrameErrorKind::CommandTooLong,
+            detail: format!(
+                "one command holds more than {max_command} bytes of ids (the max_command limit)"
+            ),
+            offset,
+        });
+    }
+    Ok(())
+}
+
 /// Decodes one connection's client stream.
 pub struct Decoder {
     fields: FieldBuf,
     limits: Limits,
     state: State,
+    /// Bytes of ids held by the command being decoded.
+    command_bytes: usize,
 }
 
 impl Decoder {
@@ -79,6 +97,7 @@ impl Decoder {
             fields: FieldBuf::new(limits.max_field),
             limits,
             state: State::Word,
+            command_bytes: 0,
         }
     }
 
@@ -137,6 +156,7 @@ impl Decoder {
                 State::Word => {
                     let word = field.bytes();
                     let is = |w: &str| word.eq_ignore_ascii_case(w.as_bytes());
+                    self.command_bytes = 0;
                     if word.is_empty() {
                         State::Word
                     } else if is("begin") {
@@ -176,7 +196,14 @@ impl Decoder {
                     left,
                     mut storages,
                 } => {
-                    storages.push(field.text("storage id of BEGIN")?);
+                    let id = field.text("storage id of BEGIN")?;
+                    hold(
+                        &mut self.command_bytes,
+                        self.limits.max_command,
+                        id.len(),
+                        field.offset,
+                    )?;
+                    storages.push(id);
                     State::BeginItems {
                         txn,
                         left: left - 1,
@@ -203,7 +230,14 @@ impl Decoder {
                     left,
                     mut keys,
                 } => {
-                    keys.push(field.text("storage id of COMMIT")?);
+                    let id = field.text("storage id of COMMIT")?;
+                    hold(
+                        &mut self.command_bytes,
+                        self.limits.max_command,
+                        id.len(),
+                        field.offset,
+                    )?;
+                    keys.push(id);
                     State::CommitKeys {
                         txn,
                         left: left - 1,
@@ -259,6 +293,7 @@ mod tests {
         Limits {
             max_field: 16,
             max_list: 3,
+            max_command: 40,
         }
     }
 
@@ -465,6 +500,7 @@ mod tests {
             let limits = Limits {
                 max_field: 64,
                 max_list: 3,
+                max_command: usize::MAX,
             };
             let e = error_of(limits, &stream);
             assert_eq!(e.kind, FrameErrorKind::ListTooLong, "{count:?}");
@@ -484,6 +520,7 @@ mod tests {
         let limits = Limits {
             max_field: usize::MAX,
             max_list: usize::MAX,
+            max_command: usize::MAX,
         };
         let mut d = Decoder::new(limits);
         d.feed(b"BEGIN\nt\n18446744073709551615\na\nCOMMIT\nt\n18446744073709551615\nk\n");
@@ -811,7 +848,7 @@ mod tests {
             bytes in prop::collection::vec(any::<u8>(), 0..400),
             max_field in 1usize..40,
         ) {
-            let limits = Limits { max_field, max_list: 5 };
+            let limits = Limits { max_field, max_list: 5, max_command: usize::MAX };
             let mut whole = Decoder::new(limits);
             whole.feed(&bytes);
             let a = decode_all(&mut whole);
@@ -827,5 +864,32 @@ mod tests {
             }
             prop_assert_eq!(a, b);
         }
+    }
+
+    #[test]
+    fn a_command_holding_too_many_id_bytes_is_refused() {
+        let limits = Limits {
+            max_field: 64,
+            max_list: 100,
+            max_command: 50,
+        };
+        // 5 ids of 10 bytes fit exactly; a sixth does not.
+        let mut ok = Vec::new();
+        let ids: Vec<String> = (0..5).map(|i| format!("storage-{i:02}")).collect();
+        encode_begin(&mut ok, "t", &ids).unwrap();
+        let mut d = Decoder::new(limits);
+        d.feed(&ok);
+        assert!(matches!(d.next_command(), Ok(Some(Command::Begin { .. }))));
+        // The budget is per command: the same BEGIN again still fits.
+        d.feed(&ok);
+        assert!(matches!(d.next_command(), Ok(Some(Command::Begin { .. }))));
+        let ids: Vec<String> = (0..6).map(|i| format!("storage-{i:02}")).collect();
+        let mut bad = Vec::new();
+        encode_begin(&mut bad, "t", &ids).unwrap();
+        let mut d = Decoder::new(limits);
+        d.feed(&bad);
+        let e = d.next_command().unwrap_err();
+        assert_eq!(e.kind, FrameErrorKind::CommandTooLong);
+        assert!(e.to_string().contains("max_command"), "{e}");
     }
 }

@@ -93,13 +93,19 @@ pub struct Limits {
     pub max_field: usize,
     /// Largest count of a list or dict.
     pub max_list: usize,
+    /// Most bytes of ids one BEGIN or COMMIT may hold: without it a peer
+    /// could legally claim `max_list` ids of `max_field` bytes each (655 MB
+    /// at the defaults) in a single command.
+    pub max_command: usize,
 }
 
 impl Limits {
-    /// SPEC §2 defaults: 64 KiB fields, 10,000 items.
+    /// SPEC §2 defaults: 64 KiB fields, 10,000 items; 4 MiB per command
+    /// (10,000 ids of 400 bytes).
     pub const DEFAULT: Limits = Limits {
         max_field: 64 * 1024,
         max_list: 10_000,
+        max_command: 4 * 1024 * 1024,
     };
 }
 
@@ -126,6 +132,8 @@ pub enum FrameErrorKind {
     TidOutOfRange,
     /// A field longer than [`Limits::max_field`].
     FieldTooLong,
+    /// A BEGIN or COMMIT whose ids add up to more than [`Limits::max_command`].
+    CommandTooLong,
     /// An id or answer field that is not UTF-8.
     InvalidUtf8,
     /// Client side: an answer that is not what the command calls for.

@@ -263,6 +263,7 @@ mod tests {
         let mut d = ResponseDecoder::new(Limits {
             max_field: 64,
             max_list: 2,
+            max_command: usize::MAX,
         });
         d.expect(Expect::Dump);
         d.feed(b"3\n");
