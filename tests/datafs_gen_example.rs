@@ -2,26 +2,16 @@
 //! that ZODB opens and that our verifier accepts, so the benchmark measures
 //! real work on a valid file.
 
-use std::path::{Path, PathBuf};
+mod common;
+use common::python;
+
+use std::path::Path;
 use std::process::Command;
 
 use tidstorage::datafs::{DataFs, Walk};
 
 #[path = "../examples/gen_datafs.rs"]
 mod gen_datafs;
-
-fn python() -> PathBuf {
-    if let Some(p) = std::env::var_os("TIDSTORAGE_PYTHON") {
-        return PathBuf::from(p);
-    }
-    let p = Path::new(env!("CARGO_MANIFEST_DIR")).join(".venv/bin/python");
-    assert!(
-        p.exists(),
-        "no python with ZODB: set TIDSTORAGE_PYTHON or run `make venv` (looked for {})",
-        p.display()
-    );
-    p
-}
 
 #[test]
 fn generated_file_is_opened_by_zodb_and_passes_verify() {

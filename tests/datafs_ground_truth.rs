@@ -5,6 +5,9 @@
 //! read_only=True, stop=p64(T+1)).getSize()` for many T). These tests
 //! require zero mismatches, and run ZODB again on files cut at our answers.
 
+mod common;
+use common::python;
+
 use std::path::{Path, PathBuf};
 use std::process::Command;
 
@@ -14,19 +17,6 @@ use tidstorage::tid::Tid;
 
 fn fixtures() -> PathBuf {
     Path::new(env!("CARGO_MANIFEST_DIR")).join("tests/fixtures/datafs")
-}
-
-fn python() -> PathBuf {
-    if let Some(p) = std::env::var_os("TIDSTORAGE_PYTHON") {
-        return PathBuf::from(p);
-    }
-    let p = Path::new(env!("CARGO_MANIFEST_DIR")).join(".venv/bin/python");
-    assert!(
-        p.exists(),
-        "no python with ZODB: set TIDSTORAGE_PYTHON or run `make venv` (looked for {})",
-        p.display()
-    );
-    p
 }
 
 /// ZODB's read-only open of each file: `{"size", "last_tid"}` or
