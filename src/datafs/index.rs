@@ -345,8 +345,18 @@ impl FsIndex {
     /// Writes the index file for `pos` durably: temp file beside `path`,
     /// fsync, rename over `path`, fsync of the directory.
     pub fn save(&self, pos: u64, path: &Path) -> io::Result<()> {
+        self.save_owned_like(pos, path, None)
+    }
+
+    /// [`Self::save`], giving the index the owner, group and permission
+    /// bits (without execute) of `like` (the Data.fs), so the ZEO server's
+    /// user can read an index written by root.
+    pub fn save_owned_like(&self, pos: u64, path: &Path, like: Option<&Path>) -> io::Result<()> {
         let mut tmp = fsutil::TempFile::beside(path)?;
         self.write_to(pos, BufWriter::with_capacity(1 << 20, tmp.file()))?;
+        if let Some(like) = like {
+            fsutil::copy_owner_and_mode(like, tmp.file())?;
+        }
         tmp.persist(path)
     }
 }
