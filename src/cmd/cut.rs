@@ -117,9 +117,9 @@ impl Plan {
                     ""
                 }
             ),
-            IndexMethod::Extended { from } => format!(
-                "extend the existing index (covers {from} bytes) by reading {n} bytes"
-            ),
+            IndexMethod::Extended { from } => {
+                format!("extend the existing index (covers {from} bytes) by reading {n} bytes")
+            }
             IndexMethod::FixedUp { from } => format!(
                 "fix up the existing index (covers {from} bytes) by reading the {n} removed bytes"
             ),

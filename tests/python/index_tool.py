@@ -9,8 +9,11 @@ object; an index is {"pos": int, "index": {"<oid as decimal>": offset}}.
                         commits; ZODB writes Data.fs.index when it closes.
                         Prints {"tids": [...]} (every transaction's tid)
   dump INDEX            fsIndex.load(INDEX)
-  scan PATH             the index ZODB builds by reading a copy of PATH
-                        without any .index (read-only open)
+  scan PATH...          {PATH: the index ZODB builds by reading a copy of
+                        PATH without any .index (read-only open), or
+                        {"error": text} when ZODB refuses the file}
+  reindex PATH          open PATH read-write and close it: ZODB writes its
+                        Data.fs.index (rebuilding it if it has none)
   open PATH             FileStorage(PATH, read_only=True) with whatever
                         .index is beside it: {"used_index": bool (ZODB's own
                         test marker: True when it did not rebuild), "pos":
@@ -149,7 +152,15 @@ def main(argv):
         info = fsIndex.load(argv[2])
         out = index_json(info["pos"], info["index"])
     elif cmd == "scan":
-        out = scan(argv[2])
+        out = {}
+        for path in argv[2:]:
+            try:
+                out[path] = scan(path)
+            except Exception as e:
+                out[path] = {"error": "%s: %s" % (type(e).__name__, e)}
+    elif cmd == "reindex":
+        FileStorage(argv[2]).close()
+        out = {}
     elif cmd == "open":
         out = open_(argv[2])
     elif cmd == "loads":
