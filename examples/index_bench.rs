@@ -30,27 +30,50 @@ fn main() {
 
     let t = Instant::now();
     let full = build_index(&df, df.size(), None, &mut none).unwrap_or_else(|e| fail(e.to_string()));
-    println!("build_full {:.6} {} oids", t.elapsed().as_secs_f64(), full.len());
+    println!(
+        "build_full {:.6} {} oids",
+        t.elapsed().as_secs_f64(),
+        full.len()
+    );
 
     let t = Instant::now();
-    full.save(df.size(), &index_path).unwrap_or_else(|e| fail(e.to_string()));
-    println!("save {:.6} {} bytes", t.elapsed().as_secs_f64(), std::fs::metadata(&index_path).map(|m| m.len()).unwrap_or(0));
+    full.save(df.size(), &index_path)
+        .unwrap_or_else(|e| fail(e.to_string()));
+    println!(
+        "save {:.6} {} bytes",
+        t.elapsed().as_secs_f64(),
+        std::fs::metadata(&index_path).map(|m| m.len()).unwrap_or(0)
+    );
 
     let t = Instant::now();
     let (pos, loaded) = FsIndex::load(&index_path).unwrap_or_else(|e| fail(e.to_string()));
-    println!("load {:.6} {} oids", t.elapsed().as_secs_f64(), loaded.len());
+    println!(
+        "load {:.6} {} oids",
+        t.elapsed().as_secs_f64(),
+        loaded.len()
+    );
     assert_eq!((pos, &loaded), (df.size(), &full));
 
-    let cut = df.cut_position(near).unwrap_or_else(|e| fail(e.to_string())).position;
+    let cut = df
+        .cut_position(near)
+        .unwrap_or_else(|e| fail(e.to_string()))
+        .position;
     let removed = df.size() - cut;
 
     let t = Instant::now();
     let fixed = index_for_prefix(&df, cut, Some((df.size(), loaded)), &mut none)
         .unwrap_or_else(|e| fail(e.to_string()));
-    println!("cut_fix_up {:.6} {:?}, {removed} bytes removed", t.elapsed().as_secs_f64(), fixed.method);
+    println!(
+        "cut_fix_up {:.6} {:?}, {removed} bytes removed",
+        t.elapsed().as_secs_f64(),
+        fixed.method
+    );
 
     let t = Instant::now();
     let built = build_index(&df, cut, None, &mut none).unwrap_or_else(|e| fail(e.to_string()));
-    println!("cut_build {:.6} {cut} bytes read", t.elapsed().as_secs_f64());
+    println!(
+        "cut_build {:.6} {cut} bytes read",
+        t.elapsed().as_secs_f64()
+    );
     assert_eq!(built, fixed.index, "fix-up and full build differ");
 }

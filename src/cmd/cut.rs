@@ -38,7 +38,10 @@ use crate::tid::Tid;
     tidstorage cut --dry-run              plan the cut of every configured storage\n  \
     tidstorage cut                        cut them at the status file's last point\n  \
     tidstorage cut /srv/zeo1/var/Data.fs 0x03f1b1a2cb5c4e00\n                                        \
-    cut one file after that TID")]
+    cut one file after that TID\n\n\
+    The stale Data.fs.index is replaced by the index of the cut file (the existing one \
+    fixed up from the removed transactions, extended, or rebuilt: the plan's `index` line \
+    says which), so ZODB opens the file without re-reading it.")]
 pub struct CutArgs {
     /// Cut only this Data.fs (needs TID) instead of the configured storages.
     #[arg(value_name = "FILE", requires = "tid")]

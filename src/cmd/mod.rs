@@ -101,34 +101,6 @@ pub fn point_json<'a>(rows: impl IntoIterator<Item = (&'a str, Tid)>) -> serde_j
     )
 }
 
-#[cfg(test)]
-mod tests {
-    use super::*;
-
-    #[test]
-    fn text_is_aligned() {
-        let t = point_text([("a", Tid(1)), ("longer-id", Tid(291936934231455914))]);
-        let lines: Vec<&str> = t.lines().collect();
-        assert_eq!(lines.len(), 3);
-        let col = lines[0].find("HEX").unwrap();
-        assert_eq!(lines[1].find("0000000000000001").unwrap(), col);
-        assert_eq!(lines[2].find("040d2b184daeb8aa").unwrap(), col);
-        assert!(lines[2].ends_with("2026-11-21T16:24:18.206837Z"));
-    }
-
-    #[test]
-    fn tsv_and_json() {
-        assert_eq!(
-            point_tsv([("a\tb", Tid(1))]),
-            "a\\tb\t1\t0000000000000001\t1900-01-01T00:00:00.000000Z\n"
-        );
-        let j = point_json([("s", Tid(291936934231455914))]);
-        assert_eq!(j[0]["storage"], "s");
-        assert_eq!(j[0]["tid"], 291936934231455914u64);
-        assert_eq!(j[0]["hex"], "040d2b184daeb8aa");
-    }
-}
-
 /// A percentage on stderr while a long operation runs, only when stderr is
 /// a terminal (logs and pipes get nothing). Redraws when the percentage
 /// changes, so the cost per update is one division.
@@ -164,5 +136,33 @@ impl Progress {
         if self.shown.take().is_some() {
             eprint!("\r{}\r", " ".repeat(self.label.len() + 5));
         }
+    }
+}
+
+#[cfg(test)]
+mod tests {
+    use super::*;
+
+    #[test]
+    fn text_is_aligned() {
+        let t = point_text([("a", Tid(1)), ("longer-id", Tid(291936934231455914))]);
+        let lines: Vec<&str> = t.lines().collect();
+        assert_eq!(lines.len(), 3);
+        let col = lines[0].find("HEX").unwrap();
+        assert_eq!(lines[1].find("0000000000000001").unwrap(), col);
+        assert_eq!(lines[2].find("040d2b184daeb8aa").unwrap(), col);
+        assert!(lines[2].ends_with("2026-11-21T16:24:18.206837Z"));
+    }
+
+    #[test]
+    fn tsv_and_json() {
+        assert_eq!(
+            point_tsv([("a\tb", Tid(1))]),
+            "a\\tb\t1\t0000000000000001\t1900-01-01T00:00:00.000000Z\n"
+        );
+        let j = point_json([("s", Tid(291936934231455914))]);
+        assert_eq!(j[0]["storage"], "s");
+        assert_eq!(j[0]["tid"], 291936934231455914u64);
+        assert_eq!(j[0]["hex"], "040d2b184daeb8aa");
     }
 }
