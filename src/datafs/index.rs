@@ -478,7 +478,11 @@ pub fn zodb_accepts(df: &DataFs, pos: u64, index: &FsIndex) -> bool {
     let mut pos = pos;
     // Each step moves `pos` back by at least a trailer: bounded.
     loop {
-        let Ok(tl) = df.read_u64_at(pos - TXN_TRAILER_LEN, "redundant transaction length") else {
+        // After the first transaction, ZODB's seek before the magic fails.
+        let Some(trailer) = pos.checked_sub(TXN_TRAILER_LEN).filter(|&t| t >= FIRST_TXN) else {
+            return false;
+        };
+        let Ok(tl) = df.read_u64_at(trailer, "redundant transaction length") else {
             return false;
         };
         let Some(start) = pos
