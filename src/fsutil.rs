@@ -92,6 +92,23 @@ impl Drop for TempFile {
     }
 }
 
+/// Gives `file` the owner, group and permission bits (execute dropped) of
+/// `like`. Changing the owner needs root: without it (EPERM) the file keeps
+/// ours, which is then the same user as `like`'s or a deliberate choice.
+pub fn copy_owner_and_mode(like: &Path, file: &File) -> io::Result<()> {
+    use std::os::unix::fs::{MetadataExt, PermissionsExt};
+    let m = std::fs::metadata(like)?;
+    // SAFETY: fd valid for the life of `file`.
+    let rc = unsafe { libc::fchown(file.as_raw_fd(), m.uid(), m.gid()) };
+    if rc != 0 {
+        let e = io::Error::last_os_error();
+        if e.raw_os_error() != Some(libc::EPERM) {
+            return Err(e);
+        }
+    }
+    file.set_permissions(std::fs::Permissions::from_mode(m.mode() & 0o666))
+}
+
 /// Copies `len` bytes from `src` at `offset` into `dst`, returning the count.
 pub fn copy_range(src: &mut File, offset: u64, len: u64, dst: &mut impl Write) -> io::Result<u64> {
     src.seek(SeekFrom::Start(offset))?;

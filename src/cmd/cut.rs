@@ -4,8 +4,16 @@
 //! current size, cut position, what goes), with every Data.fs lock taken;
 //! if any storage cannot be cut, nothing is touched. Then, per file: the
 //! removed bytes are saved durably to `Data.fs.tail-<tid hex>` (unless
-//! `--discard-tail`), the file is truncated and fsynced, the directory is
-//! fsynced, and the stale `Data.fs.index` is removed so ZODB rebuilds it.
+//! `--discard-tail`), the file is truncated and fsynced, a fresh
+//! `Data.fs.index` for the cut file replaces the stale one (temp file,
+//! fsync, rename), and the directory is fsynced.
+//!
+//! The index is computed from the file *before* truncating (the fix-up of
+//! an existing index reads the removed transactions) and written after, so
+//! it never covers bytes the file does not hold. The old index is not kept:
+//! it is a cache derived from the file. When no index can be made (damage
+//! in the kept prefix), the stale one is removed and ZODB rebuilds it at
+//! its next open, as it would have anyway.
 //!
 //! Truncating in place is the one exception to "temp file, then rename":
 //! copying a multi-GB prefix would cost O(file), and truncation never
@@ -19,6 +27,7 @@ use crate::cli::GlobalArgs;
 use crate::client::DaemonClient;
 use crate::cmd::{emit, tid_json, Format};
 use crate::config::Config;
+use crate::datafs::index::{self, FsIndex, IndexMethod};
 use crate::datafs::{CutPosition, DataFs};
 use crate::error::{CliError, Result};
 use crate::fsutil;
@@ -30,7 +39,10 @@ use crate::tid::Tid;
     tidstorage cut --dry-run              plan the cut of every configured storage\n  \
     tidstorage cut                        cut them at the status file's last point\n  \
     tidstorage cut /srv/zeo1/var/Data.fs 0x03f1b1a2cb5c4e00\n                                        \
-    cut one file after that TID")]
+    cut one file after that TID\n\n\
+    The stale Data.fs.index is replaced by the index of the cut file (the existing one \
+    fixed up from the removed transactions, extended, or rebuilt: the plan's `index` line \
+    says which), so ZODB opens the file without re-reading it.")]
 pub struct CutArgs {
     /// Cut only this Data.fs (needs TID) instead of the configured storages.
     #[arg(value_name = "FILE", requires = "tid")]
@@ -77,6 +89,55 @@ struct Plan {
     /// Held from planning to the end so no ZODB process opens the file meanwhile.
     _lock: Option<LockGuard>,
     notes: Vec<String>,
+    /// How the fresh index will be made (tried first; see `execute`).
+    index_method: IndexMethod,
+    /// Position the existing index covers, when one is readable.
+    index_existing: Option<u64>,
+}
+
+impl Plan {
+    /// Bytes of the Data.fs the index computation reads.
+    fn index_scan_bytes(&self) -> u64 {
+        match self.index_method {
+            IndexMethod::Built => self.cut.position - 4,
+            IndexMethod::Extended { from } => self.cut.position - from,
+            IndexMethod::FixedUp { from } => from - self.cut.position,
+        }
+    }
+
+    fn index_action(&self) -> &'static str {
+        if self.cut.position >= self.current_size {
+            return "none";
+        }
+        match self.index_method {
+            IndexMethod::Built => "build",
+            IndexMethod::Extended { .. } => "extend",
+            IndexMethod::FixedUp { .. } => "fix_up",
+        }
+    }
+
+    fn index_text(&self) -> String {
+        if self.cut.position >= self.current_size {
+            return "left as it is (nothing is cut)".into();
+        }
+        let n = self.index_scan_bytes();
+        match self.index_method {
+            IndexMethod::Built => format!(
+                "{}build a fresh Data.fs.index by reading the {n} kept bytes",
+                if self.index_existing.is_some() {
+                    "replace the existing index (unusable here): "
+                } else {
+                    ""
+                }
+            ),
+            IndexMethod::Extended { from } => {
+                format!("extend the existing index (covers {from} bytes) by reading {n} bytes")
+            }
+            IndexMethod::FixedUp { from } => format!(
+                "fix up the existing index (covers {from} bytes) by reading the {n} removed bytes"
+            ),
+        }
+    }
 }
 
 /// The `Data.fs.lock` we hold; removes it on drop if we created it.
@@ -199,6 +260,19 @@ fn plan_one(
             }
         }
     }
+    let index_path = sibling(data_fs, ".index");
+    let index_existing = if index_path.exists() {
+        match FsIndex::read_pos(&index_path) {
+            Ok(pos) => Some(pos),
+            Err(e) => {
+                notes.push(format!("the existing index is unreadable ({e})"));
+                None
+            }
+        }
+    } else {
+        None
+    };
+    let index_method = index::plan_method(index_existing, cut.position, df.size());
     Ok(Plan {
         storage: storage.map(str::to_string),
         data_fs: data_fs.to_path_buf(),
@@ -207,6 +281,8 @@ fn plan_one(
         cut,
         _lock: lock,
         notes,
+        index_method,
+        index_existing,
     })
 }
 
@@ -231,13 +307,19 @@ pub fn run(a: CutArgs, g: &GlobalArgs) -> Result<()> {
         return Ok(());
     }
     let mut failed = Vec::new();
+    let mut done = String::new();
     for p in &plans {
         match execute(p, a.discard_tail) {
-            Ok(Some(tail)) => log::info!(
-                "{}: cut; removed bytes kept in {}",
-                p.data_fs.display(),
-                tail.display()
-            ),
+            Ok(Some(outcome)) => {
+                if let Some(tail) = &outcome.tail {
+                    log::info!(
+                        "{}: cut; removed bytes kept in {}",
+                        p.data_fs.display(),
+                        tail.display()
+                    );
+                }
+                done.push_str(&format!("{}: {}\n", p.data_fs.display(), outcome.index));
+            }
             Ok(None) => {}
             Err(e) => {
                 log::error!("{e}");
@@ -251,10 +333,7 @@ pub fn run(a: CutArgs, g: &GlobalArgs) -> Result<()> {
                 .iter()
                 .filter(|p| p.cut.position < p.current_size)
                 .count();
-            emit(&format!(
-                "cut {n} of {} file(s); ZODB rebuilds each removed index at its next open\n",
-                plans.len()
-            ))?;
+            emit(&format!("{done}cut {n} of {} file(s)\n", plans.len()))?;
         }
         Ok(())
     } else {
@@ -350,6 +429,11 @@ fn render(p: &Plan, a: &CutArgs) -> String {
                 "bytes_removed": removed,
                 "transactions_removed": p.cut.transactions_removed,
                 "damage": p.cut.damage.as_ref().map(|d| d.to_string()),
+                "index": {
+                    "action": p.index_action(),
+                    "existing_covers": p.index_existing,
+                    "bytes_read": if p.index_action() == "none" { 0 } else { p.index_scan_bytes() },
+                },
                 "notes": p.notes,
                 "dry_run": a.dry_run,
             });
@@ -370,6 +454,7 @@ fn render(p: &Plan, a: &CutArgs) -> String {
                 removed,
                 p.cut.transactions_removed
             ));
+            s.push_str(&format!("  index          {}\n", p.index_text()));
             for n in &p.notes {
                 s.push_str(&format!("  note: {n}\n"));
             }
@@ -378,8 +463,57 @@ fn render(p: &Plan, a: &CutArgs) -> String {
     }
 }
 
-/// Cuts one file; returns where the tail went.
-fn execute(p: &Plan, discard_tail: bool) -> std::result::Result<Option<PathBuf>, String> {
+/// What a cut did to one file.
+struct Outcome {
+    tail: Option<PathBuf>,
+    /// One line about the index, for the summary.
+    index: String,
+}
+
+/// The fresh index of the kept prefix, computed before truncating; `Err`
+/// says why there is none (the stale one is then removed).
+fn fresh_index(p: &Plan) -> std::result::Result<(FsIndex, String), String> {
+    let path = &p.data_fs;
+    let df = DataFs::open(path).map_err(|e| e.to_string())?;
+    let index_path = sibling(path, ".index");
+    let existing = match p.index_method {
+        IndexMethod::Built => None,
+        _ => match FsIndex::load(&index_path) {
+            Ok(x) => Some(x),
+            Err(e) => {
+                log::warn!("{e}; building the index from scratch");
+                None
+            }
+        },
+    };
+    let mut bar = crate::cmd::Progress::new(format!("indexing {}", path.display()));
+    let made = index::index_for_prefix(&df, p.cut.position, existing, &mut |done, total| {
+        bar.update(done, total)
+    });
+    bar.finish();
+    let made = made.map_err(|e| e.to_string())?;
+    if let Some(why) = &made.rejected {
+        log::warn!(
+            "{}: existing index not reused ({why}); built a fresh one",
+            index_path.display()
+        );
+    }
+    let how = match made.method {
+        IndexMethod::Built => format!("built from the {} kept bytes", p.cut.position - 4),
+        IndexMethod::Extended { from } => format!(
+            "extended the existing index by reading {} bytes",
+            p.cut.position - from
+        ),
+        IndexMethod::FixedUp { from } => format!(
+            "fixed up the existing index by reading the {} removed bytes",
+            from - p.cut.position
+        ),
+    };
+    Ok((made.index, how))
+}
+
+/// Cuts one file; `None` when there was nothing to cut.
+fn execute(p: &Plan, discard_tail: bool) -> std::result::Result<Option<Outcome>, String> {
     let path = &p.data_fs;
     let ctx = |what: &str, e: std::io::Error| format!("{}: {what}: {e}", path.display());
     let mut file = OpenOptions::new()
@@ -399,6 +533,7 @@ fn execute(p: &Plan, discard_tail: bool) -> std::result::Result<Option<PathBuf>,
     if p.cut.position >= size {
         return Ok(None);
     }
+    let fresh = fresh_index(p);
     let mut tail_path = None;
     if !discard_tail {
         let mut target = sibling(path, &format!(".tail-{}", p.tid.hex()));
@@ -418,19 +553,35 @@ fn execute(p: &Plan, discard_tail: bool) -> std::result::Result<Option<PathBuf>,
     file.set_len(p.cut.position)
         .map_err(|e| ctx("cannot truncate", e))?;
     file.sync_all().map_err(|e| ctx("cannot fsync", e))?;
-    let index = sibling(path, ".index");
-    match std::fs::remove_file(&index) {
-        Ok(()) => {}
-        Err(e) if e.kind() == std::io::ErrorKind::NotFound => {}
-        Err(e) => {
-            return Err(format!(
-                "{}: cut, but the stale index {} could not be removed ({e}); delete it before \
-                 starting ZEO, or ZODB will use positions past the end",
-                path.display(),
-                index.display()
-            ))
+    let index_path = sibling(path, ".index");
+    let written = fresh.and_then(|(ix, how)| {
+        ix.save_owned_like(p.cut.position, &index_path, Some(path))
+            .map(|()| format!("index written ({how}, {} oids)", ix.len()))
+            .map_err(|e| format!("cannot write {}: {e}", index_path.display()))
+    });
+    let index_line = match written {
+        Ok(line) => line,
+        Err(why) => {
+            log::warn!(
+                "{}: no fresh index ({why}); ZODB rebuilds it at its next open",
+                path.display()
+            );
+            match std::fs::remove_file(&index_path) {
+                Ok(()) => {}
+                Err(e) if e.kind() == std::io::ErrorKind::NotFound => {}
+                // Harmless: ZODB ignores an index covering more than the
+                // file holds (`_check_sanity`), and the old one does.
+                Err(e) => log::warn!(
+                    "{}: the stale index could not be removed ({e}); ZODB will ignore it",
+                    index_path.display()
+                ),
+            }
+            "stale index removed; ZODB rebuilds it at its next open".to_string()
         }
-    }
+    };
     fsutil::sync_parent_dir(path).map_err(|e| ctx("cannot fsync the directory", e))?;
-    Ok(tail_path)
+    Ok(Some(Outcome {
+        tail: tail_path,
+        index: index_line,
+    }))
 }

@@ -101,6 +101,44 @@ pub fn point_json<'a>(rows: impl IntoIterator<Item = (&'a str, Tid)>) -> serde_j
     )
 }
 
+/// A percentage on stderr while a long operation runs, only when stderr is
+/// a terminal (logs and pipes get nothing). Redraws when the percentage
+/// changes, so the cost per update is one division.
+pub struct Progress {
+    label: String,
+    shown: Option<u64>,
+    enabled: bool,
+}
+
+impl Progress {
+    pub fn new(label: String) -> Progress {
+        use std::io::IsTerminal;
+        Progress {
+            label,
+            shown: None,
+            enabled: std::io::stderr().is_terminal(),
+        }
+    }
+
+    pub fn update(&mut self, done: u64, total: u64) {
+        if !self.enabled || total == 0 {
+            return;
+        }
+        let pct = done.min(total) * 100 / total;
+        if self.shown != Some(pct) {
+            self.shown = Some(pct);
+            eprint!("\r{} {pct:3}%", self.label);
+        }
+    }
+
+    /// Clears the line if anything was drawn.
+    pub fn finish(&mut self) {
+        if self.shown.take().is_some() {
+            eprint!("\r{}\r", " ".repeat(self.label.len() + 5));
+        }
+    }
+}
+
 #[cfg(test)]
 mod tests {
     use super::*;
