@@ -284,7 +284,8 @@ impl Daemon {
             max_field: sc.max_field,
             max_list: sc.max_list,
         };
-        let triggers = bootstrap::Triggers::new(cfg.bootstrap.clone(), &cfg.storages);
+        let triggers =
+            bootstrap::Triggers::new(cfg.bootstrap.clone(), &cfg.storages, local.to_string());
         Ok(Daemon {
             poll,
             listener: Some(listener),
