@@ -232,7 +232,9 @@ class Sender:
         self._queue = kept
         self._queued_bytes = sum(len(d) for _, d in kept)
         self._offset = 0
-        self._next_attempt = time.monotonic()
+        # Not at once: a daemon being killed closes its connections before
+        # its listening socket, and an immediate retry can land in between.
+        self._next_attempt = time.monotonic() + self.reconnect_interval
         if not self._down_logged:
             self._down_logged = True
             log.warning(

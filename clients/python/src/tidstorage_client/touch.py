@@ -2,9 +2,10 @@
 
 Owns one job: commit one real transaction on the storage the daemon names
 (``TIDSTORAGE_STORAGE_ID``), with the client installed, so the daemon sees a
-COMMIT for it. The transaction rewrites the root object unchanged: real for
-the storage (a new TID), a no-op for the application. It must not change any
-data and must exit non-zero, saying why, when it could not commit.
+COMMIT for it. The transaction is real for the storage (a new TID, a
+transaction record in Data.fs) and holds no object at all, so it cannot
+conflict with the application's commits or change its data. It must exit
+non-zero, saying why, when it could not commit.
 
 Storage id forms: a ZEO id ``[[[host, port], ...], name]`` is reached through
 ZEO; an absolute path (or ``TIDSTORAGE_DATA_FS`` when the id is not a ZEO id)
@@ -55,6 +56,44 @@ def open_storage(storage_id, data_fs, timeout):
     return FileStorage(path)
 
 
+class EmptyCommit:
+    """A resource manager committing an empty transaction on one database,
+    through ZODB's MVCC adapter like a Connection (so the client's hooks see
+    it and capture the TID the storage assigns)."""
+
+    def __init__(self, db):
+        self._db = db  # how the client finds the storage
+        self._adapter = db._mvcc_storage.new_instance()
+        self._meta = None
+
+    def sortKey(self):
+        return "tidstorage-zodb-touch:%d" % id(self)
+
+    def abort(self, txn):
+        pass
+
+    def tpc_begin(self, txn):
+        from ZODB.Connection import TransactionMetaData
+
+        self._meta = TransactionMetaData(txn.user, txn.description, txn.extension)
+        self._adapter.tpc_begin(self._meta)
+
+    def commit(self, txn):
+        pass
+
+    def tpc_vote(self, txn):
+        self._adapter.tpc_vote(self._meta)
+
+    def tpc_finish(self, txn):
+        self._adapter.tpc_finish(self._meta)
+        self._adapter.release()
+
+    def tpc_abort(self, txn):
+        if self._meta is not None:
+            self._adapter.tpc_abort(self._meta)
+        self._adapter.release()
+
+
 def main(argv=None):
     p = argparse.ArgumentParser(
         prog="tidstorage-zodb-touch",
@@ -101,13 +140,10 @@ def main(argv=None):
         db = ZODB.DB(storage)
         try:
             tm = transaction.TransactionManager()
-            conn = db.open(transaction_manager=tm)
-            root = conn.root()
-            root._p_activate()
-            root._p_changed = True
-            tm.get().note("tidstorage bootstrap")
+            txn = tm.begin()
+            txn.note("tidstorage bootstrap")
+            txn.join(EmptyCommit(db))
             tm.commit()
-            conn.close()
         finally:
             db.close()
         if not client.sender.flush(a.timeout):
