@@ -10,7 +10,7 @@ RUN_DIR := run
 
 export TIDSTORAGE_PYTHON := $(abspath $(VENV_PY))
 
-.PHONY: all build release run test test-rust lint check-static venv generate clean
+.PHONY: all build release run test test-rust test-python lint check-static venv generate clean
 
 all: build
 
@@ -37,18 +37,35 @@ run: build
 	mkdir -p $(RUN_DIR)
 	./target/release/tidstorage serve --status-file $(RUN_DIR)/tidstorage.tid
 
-# The virtualenv with the real ZODB/ZEO used as ground truth by the tests.
-venv: $(VENV)/.installed
+# The virtualenv with the real ZODB/ZEO used as ground truth by the tests,
+# and the Python client (clients/python) installed editable from this
+# checkout. The client's stamp is named after the checkout so that a venv
+# shared by several checkouts reinstalls it from the one running make.
+CLIENT_STAMP := $(VENV)/.client-installed$(subst /,_,$(CURDIR))
+
+venv: $(VENV)/.installed $(CLIENT_STAMP)
 
 $(VENV)/.installed: tests/python/requirements.txt
 	$(PYTHON3) -m venv $(VENV)
 	$(VENV_PY) -m pip install --quiet --disable-pip-version-check -r tests/python/requirements.txt
 	touch $@
 
-test: venv lint test-rust check-static
+$(CLIENT_STAMP): clients/python/pyproject.toml $(VENV)/.installed
+	$(VENV_PY) -m pip install --quiet --disable-pip-version-check --no-deps -e clients/python
+	touch "$@"
+
+test: venv lint test-rust test-python check-static
 
 test-rust: venv
 	$(CARGO) test --all-targets
+
+# The Python client's tests and the end-to-end suite (real ZEO servers, the
+# debug binary). pytest's "no tests collected" (5) is a failure, not a pass.
+test-python: venv
+	$(CARGO) build --quiet
+	TIDSTORAGE_BIN=$(abspath target/debug/tidstorage) $(VENV_PY) -m pytest -q -p no:cacheprovider \
+		clients/python/tests tests/e2e; \
+	st=$$?; if [ $$st -eq 5 ]; then echo "error: pytest collected no tests"; exit 1; fi; exit $$st
 
 lint:
 	$(CARGO) fmt --check

@@ -4,6 +4,10 @@
 //! by the mountpoint. Neither blocks the event loop: commands are child
 //! processes reaped with `try_wait`; HTTP requests run on short-lived
 //! threads with timeouts and report through a channel.
+//!
+//! A command also gets `TIDSTORAGE_SERVER` (the daemon's own listening
+//! address), so a helper such as the Python client's `tidstorage-zodb-touch`
+//! reports its commit to the daemon that asked for it, whatever port it got.
 
 use std::collections::HashMap;
 use std::io::{Read, Write};
@@ -17,6 +21,8 @@ use crate::config::{BootstrapConfig, StorageConfig};
 pub struct Triggers {
     cfg: BootstrapConfig,
     storages: HashMap<String, StorageConfig>,
+    /// `HOST:PORT` the daemon listens on, passed to trigger commands.
+    server: String,
     children: Vec<(String, Child)>,
     http_tx: mpsc::Sender<(String, Result<String, String>)>,
     http_rx: mpsc::Receiver<(String, Result<String, String>)>,
@@ -24,11 +30,12 @@ pub struct Triggers {
 }
 
 impl Triggers {
-    pub fn new(cfg: BootstrapConfig, storages: &[StorageConfig]) -> Triggers {
+    pub fn new(cfg: BootstrapConfig, storages: &[StorageConfig], server: String) -> Triggers {
         let (http_tx, http_rx) = mpsc::channel();
         Triggers {
             cfg,
             storages: storages.iter().map(|s| (s.id.clone(), s.clone())).collect(),
+            server,
             children: Vec::new(),
             http_tx,
             http_rx,
@@ -73,6 +80,7 @@ impl Triggers {
                     .env("TIDSTORAGE_STORAGE_ID", id)
                     .env("TIDSTORAGE_MOUNTPOINT", &mountpoint)
                     .env("TIDSTORAGE_DATA_FS", &data_fs)
+                    .env("TIDSTORAGE_SERVER", &self.server)
                     .stdin(Stdio::null())
                     .stdout(Stdio::null())
                     .spawn()

@@ -317,7 +317,8 @@ impl Daemon {
             max_list: sc.max_list,
             max_command: sc.max_command,
         };
-        let triggers = bootstrap::Triggers::new(cfg.bootstrap.clone(), &cfg.storages);
+        let triggers =
+            bootstrap::Triggers::new(cfg.bootstrap.clone(), &cfg.storages, local.to_string());
         Ok(Daemon {
             poll,
             listener: Some(listener),

@@ -1,0 +1,212 @@
+"""Reports ZODB commits to the tidstorage daemon.
+
+Owns the public API (``install``, ``uninstall``, ``Client``) and the mapping
+from a commit to its notifications: which storages it touches and their ids,
+its transaction id, and which of BEGIN / COMMIT / ABORT / nothing it ends
+with. It must not block or raise into the application: the hooks are in
+``hook``, the socket in ``sender``.
+
+Usage::
+
+    import tidstorage_client
+    tidstorage_client.install("10.0.0.9:9001")
+
+Storage ids (compatible with Products.TIDStorage):
+
+* a ZEO ``ClientStorage``: ``json.dumps((addresses, storage_name))`` where
+  ``addresses`` is the list of server addresses the client was given, each a
+  ``[host, port]`` pair (a unix socket path stays a string), e.g.
+  ``[[["10.0.0.5", 8100]], "1"]``;
+* a local ``FileStorage``: the absolute path of its Data.fs.
+
+Other storages are not tracked unless a ``storage_id`` function given to
+``install`` names them.
+"""
+
+import json
+import logging
+import os
+import socket
+import threading
+
+from . import hook, wire
+from .sender import Sender
+
+__all__ = ["install", "uninstall", "installed", "Client", "default_storage_id",
+           "zeo_storage_id"]
+
+log = logging.getLogger("tidstorage_client")
+
+
+def zeo_storage_id(addr, storage_name):
+    """The id of a ZEO client of ``addr`` (as given to ClientStorage) for
+    the storage named ``storage_name``; what the original product sent."""
+    if isinstance(addr, int):
+        addr = ("127.0.0.1", addr)
+    if isinstance(addr, str) or (
+            isinstance(addr, tuple) and len(addr) == 2 and isinstance(addr[1], int)):
+        addr = [addr]
+    addresses = [a if isinstance(a, str) else list(a) for a in addr]
+    return json.dumps((addresses, storage_name))
+
+
+def default_storage_id(storage):
+    """The id of a base storage, or None for a storage that is not tracked."""
+    try:
+        from ZEO.ClientStorage import ClientStorage
+    except ImportError:  # ZEO is optional
+        ClientStorage = None
+    if ClientStorage is not None and isinstance(storage, ClientStorage):
+        return zeo_storage_id(storage._addr, storage._storage)
+    from ZODB.FileStorage import FileStorage
+
+    if isinstance(storage, FileStorage):
+        return os.path.abspath(storage._file_name)
+    return None
+
+
+def default_client_id():
+    """``<host>:<pid>``: unique among the processes of one site."""
+    return "%s:%d" % (socket.gethostname(), os.getpid())
+
+
+class Client:
+    """Turns commits into notifications; one per process."""
+
+    def __init__(self, address, client_id=None, storage_id=None,
+                 reconnect_interval=1.0, max_queue_bytes=1 << 20):
+        self.sender = Sender(address, reconnect_interval=reconnect_interval,
+                             max_queue_bytes=max_queue_bytes)
+        self._client_id = client_id
+        self._storage_id = storage_id or default_storage_id
+        self._partial = 0
+        self._lock = threading.Lock()
+
+    @property
+    def client_id(self):
+        # Computed late: the pid changes in a forked child.
+        return self._client_id or default_client_id()
+
+    def transaction_id(self, depth=0):
+        """``<client id>_<thread id hex>``: a thread reuses it for its next
+        commit once this one ended, as the original product does. A commit
+        nested in another one on the same thread gets a ``.<depth>`` suffix."""
+        tid = "%s_%x" % (self.client_id, threading.get_ident())
+        return tid if not depth else "%s.%d" % (tid, depth)
+
+    def storage_id_of_resource(self, rm):
+        """(base storage, id) of a resource manager, or (None, None)."""
+        db = getattr(rm, "_db", None)
+        storage = getattr(db, "storage", None)
+        if storage is None:
+            return None, None
+        sid = self._storage_id(storage)
+        return (storage, sid) if sid is not None else (None, None)
+
+    def begin(self, txn, depth=0):
+        """Called just before the two-phase commit of ``txn``; sends BEGIN and
+        returns the commit record, or None when no tracked storage is in it."""
+        storages = {}
+        for rm in list(txn._resources):
+            storage, sid = self.storage_id_of_resource(rm)
+            if sid is not None:
+                storages[id(storage)] = sid
+        if not storages:
+            return None
+        rec = hook.CommitRecord(self, self.transaction_id(depth), storages)
+        self.sender.send(wire.BEGIN, wire.encode_begin(rec.txn_id, rec.storage_ids()))
+        return rec
+
+    def succeeded(self, rec):
+        missing = [s for s in rec.storage_ids() if s not in rec.finished]
+        if missing:
+            # Cannot happen with ZODB's adapters; if it does, a COMMIT naming
+            # fewer storages keeps the transaction in flight at the daemon,
+            # which is the safe way to say "unknown".
+            log.error("tidstorage client: no TID captured for %s in %s; the daemon will hold "
+                      "the point until it is restarted", ", ".join(missing), rec.txn_id)
+        self._send_commit(rec)
+
+    def failed(self, rec):
+        if not rec.started:
+            self.sender.send(wire.ABORT, wire.encode_abort(rec.txn_id))
+            return
+        every = set(rec.storage_ids())
+        if set(rec.finished) == every and rec.started == every:
+            # Every tracked storage committed; what failed was another
+            # resource manager. For the daemon the transaction is complete.
+            self._send_commit(rec)
+            return
+        with self._lock:
+            self._partial += 1
+        done = ["%s (TID %d)" % (s, rec.finished[s]) for s in sorted(rec.finished)]
+        notdone = sorted(every - set(rec.finished))
+        log.error(
+            "tidstorage client: PARTIAL COMMIT of %s: finished on %s, not on %s. The "
+            "databases are now inconsistent with each other; the daemon keeps this "
+            "transaction in flight so no coherency point passes it. Stop the ZEO servers "
+            "and run `tidstorage cut` to make the databases coherent again.",
+            rec.txn_id, ", ".join(done) or "no storage for sure", ", ".join(notdone))
+
+    def _send_commit(self, rec):
+        pairs = sorted(rec.finished.items())
+        self.sender.send(wire.COMMIT, wire.encode_commit(rec.txn_id, pairs))
+
+    @property
+    def partial_commits(self):
+        return self._partial
+
+    def close(self, timeout=1.0):
+        self.sender.close(timeout)
+
+
+_install_lock = threading.Lock()
+
+
+def install(address, client_id=None, storage_id=None, reconnect_interval=1.0,
+            max_queue_bytes=1 << 20, wait=2.0):
+    """Starts reporting this process's commits to the daemon at ``address``
+    (``"host:port"`` or a pair). Replaces an earlier installation.
+
+    ``client_id``: the ``<host>:<port-or-pid>`` part of transaction ids
+    (default: host name and pid). ``storage_id``: a function from a base
+    storage to its id or None (default: ``default_storage_id``).
+    ``reconnect_interval``: seconds between two connection attempts.
+    ``wait``: seconds to wait for the first connection attempt, so the first
+    commits are not missed (0: do not wait).
+    """
+    with _install_lock:
+        client = Client(address, client_id=client_id, storage_id=storage_id,
+                        reconnect_interval=reconnect_interval,
+                        max_queue_bytes=max_queue_bytes)
+        previous = hook.patch(client)
+        if previous is not None:
+            previous.close(timeout=0.5)
+    if wait:
+        client.sender.wait_first_attempt(wait)
+    return client
+
+
+def uninstall(timeout=1.0):
+    """Stops reporting (writing what is queued, bounded by ``timeout``)."""
+    with _install_lock:
+        previous = hook.unpatch()
+    if previous is not None:
+        previous.close(timeout)
+    return previous
+
+
+def installed():
+    """The reporting client, or None."""
+    return hook._active_client()
+
+
+def _close_at_exit():
+    client = hook._active_client()
+    if client is not None:
+        client.close(timeout=1.0)
+
+
+import atexit  # noqa: E402  (registered once, at import)
+
+atexit.register(_close_at_exit)

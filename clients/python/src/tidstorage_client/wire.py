@@ -1,0 +1,68 @@
+"""The client half of the tidstorage wire protocol (SPEC §2).
+
+Owns the bytes of BEGIN, COMMIT and ABORT, and the parsing of a daemon
+address. It must not do any I/O: the sender moves the bytes.
+
+A field is text up to ``\\n``; a list is a count field then that many
+fields; a dict is the list of keys then as many value fields (no second
+count). Ids that contain a newline cannot be framed and are refused here,
+before anything is sent.
+"""
+
+BEGIN = "BEGIN"
+COMMIT = "COMMIT"
+ABORT = "ABORT"
+
+
+class FramingError(ValueError):
+    """An id that cannot be sent (it contains a newline)."""
+
+
+def _field(text):
+    if "\n" in text or "\r" in text:
+        raise FramingError("id %r contains a line break; it cannot be framed" % (text,))
+    return text.encode("utf-8") + b"\n"
+
+
+def encode_begin(txn_id, storage_ids):
+    out = [_field(BEGIN), _field(txn_id), b"%d\n" % len(storage_ids)]
+    out.extend(_field(s) for s in storage_ids)
+    return b"".join(out)
+
+
+def encode_commit(txn_id, tids):
+    """``tids``: list of (storage id, TID as int) pairs, in a stable order."""
+    out = [_field(COMMIT), _field(txn_id), b"%d\n" % len(tids)]
+    out.extend(_field(s) for s, _ in tids)
+    out.extend(b"%d\n" % t for _, t in tids)
+    return b"".join(out)
+
+
+def encode_abort(txn_id):
+    return _field(ABORT) + _field(txn_id)
+
+
+def parse_address(address, default_port=9001):
+    """``"host:port"``, ``"[v6]:port"``, ``"host"`` or a ``(host, port)`` pair."""
+    if isinstance(address, (tuple, list)):
+        host, port = address
+        return str(host), int(port)
+    text = str(address).strip()
+    if text.startswith("["):
+        host, _, rest = text[1:].partition("]")
+        port = rest[1:] if rest.startswith(":") else ""
+    elif text.count(":") == 1:
+        host, _, port = text.partition(":")
+    else:
+        host, port = text, ""
+    if not host:
+        raise ValueError("invalid tidstorage daemon address %r; write HOST:PORT" % (address,))
+    try:
+        port = int(port) if port else default_port
+    except ValueError:
+        raise ValueError(
+            "invalid port in tidstorage daemon address %r; write HOST:PORT" % (address,)
+        ) from None
+    if not 0 < port < 65536:
+        raise ValueError("port out of range in tidstorage daemon address %r" % (address,))
+    return host, port
