@@ -15,10 +15,16 @@
 //! Output: one JSON line (machine-readable), then one human line.
 //!
 //! As Zope does, a transaction's BEGIN is written before its TID exists
-//! (Zope flushes BEGIN before the two-phase commit), so a daemon never sees
-//! a COMMIT for a TID lower than one it already published, except in the
-//! race real traffic has too: BEGIN written on one connection, and a later
-//! TID's COMMIT on another connection read by the daemon first.
+//! (Zope flushes BEGIN before the two-phase commit). In Zope the two-phase
+//! commit's round trips to the ZEO servers (milliseconds) always let the
+//! BEGIN reach the daemon before the storages assign TIDs; here nothing
+//! stands in between, so by default (`--sync-begin`) each batch's BEGINs
+//! are followed by a BOOTSTRAPED round trip, and TIDs are taken only once
+//! the daemon answered (it applied the BEGINs). Without it
+//! (`--sync-begin false`) a BEGIN written on one connection and a later
+//! TID's COMMIT on another race inside the daemon's read loop, and every
+//! lost race is a "decreasing update" (real traffic cannot produce them at
+//! that rate).
 
 use clap::Parser;
 use std::io::{Read, Write};
@@ -63,6 +69,11 @@ struct Args {
     /// threads sharing it.
     #[arg(long, default_value_t = 1)]
     pipeline: u64,
+    /// Wait for the daemon to apply each batch's BEGINs (a BOOTSTRAPED
+    /// round trip) before taking its TIDs, as the two-phase commit's
+    /// round trips to the storages guarantee in real traffic.
+    #[arg(long, default_value_t = true, action = clap::ArgAction::Set)]
+    sync_begin: bool,
     /// An extra connection sends only DUMP, waiting this long between an
     /// answer and the next DUMP, as a backup tool would (0: no observer).
     /// Its round trips are the `dump_*` figures; the load connections' own
@@ -180,6 +191,33 @@ fn dump(
     }
 }
 
+/// Waits for the answer to a BOOTSTRAPED already sent: everything written
+/// before it was applied.
+fn barrier(
+    stream: &mut TcpStream,
+    decoder: &mut ResponseDecoder,
+    buf: &mut [u8],
+) -> Result<(), String> {
+    decoder.expect(Expect::Bootstraped);
+    // Bounded by the socket read timeout: every pass either reads bytes or
+    // fails.
+    loop {
+        match decoder.next_response() {
+            Ok(Some(Response::Bootstraped(_))) => return Ok(()),
+            Ok(Some(other)) => return Err(format!("expected a BOOTSTRAPED answer, got {other:?}")),
+            Ok(None) => {}
+            Err(e) => return Err(format!("bad BOOTSTRAPED answer: {e}")),
+        }
+        let n = stream
+            .read(buf)
+            .map_err(|e| format!("reading the BOOTSTRAPED answer: {e}"))?;
+        if n == 0 {
+            return Err("the server closed the connection before answering BOOTSTRAPED".into());
+        }
+        decoder.feed(&buf[..n]);
+    }
+}
+
 /// Opens a connection with the socket options every client here uses.
 fn connect(args: &Args) -> Result<TcpStream, String> {
     let addr = args
@@ -264,9 +302,15 @@ fn connection(
         }
         // Like Zope: BEGIN is flushed before the two-phase commit, where
         // the storages assign TIDs; COMMIT is flushed after it.
+        if args.sync_begin {
+            encode_word(&mut out, "BOOTSTRAPED").map_err(|e| e.to_string())?;
+        }
         stream
             .write_all(&out)
             .map_err(|e| format!("sending BEGINs: {e}"))?;
+        if args.sync_begin {
+            barrier(&mut stream, &mut decoder, &mut buf)?;
+        }
         out.clear();
         for slot in 0..n as usize {
             commit(shared, &mut out, &txn_ids[slot], &picks[slot])?;
@@ -444,6 +488,7 @@ fn main() -> ExitCode {
         "connections": args.connections,
         "storages": args.storages,
         "pipeline": args.pipeline,
+        "sync_begin": args.sync_begin,
         "dump_every": args.dump_every,
         "transactions": commits,
         "seconds": (secs * 1000.0).round() / 1000.0,

@@ -394,3 +394,24 @@ fn oversized_command_closes_only_that_connection() {
     assert!(d.wait_log("max_command").is_some(), "{}", d.log.join("\n"));
     assert!(!c.bootstraped(), "the other connection is still served");
 }
+
+#[test]
+fn anomaly_floods_are_rate_limited_in_the_log() {
+    let (_t, d) = ready();
+    let mut c = d.client();
+    for i in 0..500 {
+        c.abort(&format!("never-begun-{i}"));
+    }
+    let info = c.info();
+    assert_eq!(info["counters"]["unknown_transactions"], 500, "{info}");
+    let (code, log) = d.stop();
+    assert_eq!(code, Some(0));
+    let lines = log.iter().filter(|l| l.contains("never-begun-")).count();
+    assert!(lines <= 20, "{lines} lines logged for one kind of anomaly");
+    assert!(
+        log.iter()
+            .any(|l| l.contains("480 more \"unknown_transaction\" notice(s)")),
+        "{}",
+        log.join("\n")
+    );
+}

@@ -48,15 +48,16 @@ impl Conn {
         }
     }
 
-    /// Reads into the decoder until WouldBlock, EOF, or `budget` bytes.
-    pub fn read_some(&mut self, budget: usize) -> ReadOutcome {
-        let mut buf = [0u8; 64 * 1024];
+    /// Reads into the decoder until WouldBlock, EOF, or `budget` bytes,
+    /// through the loop's scratch buffer (allocated once: zeroing 64 KiB
+    /// per read would cost more than the read).
+    pub fn read_some(&mut self, buf: &mut [u8], budget: usize) -> ReadOutcome {
         let mut total = 0;
         loop {
             if total >= budget {
                 return ReadOutcome::More;
             }
-            match self.sock.read(&mut buf) {
+            match self.sock.read(buf) {
                 Ok(0) => return ReadOutcome::Eof,
                 Ok(n) => {
                     self.decoder.feed(&buf[..n]);

@@ -23,7 +23,7 @@ use mio::net::TcpListener;
 use mio::{Events, Interest, Poll, Token};
 
 use crate::config::{Config, FsyncMode};
-use crate::engine::{BootstrapState, Engine, EngineConfig, Level, Now};
+use crate::engine::{BootstrapState, Engine, EngineConfig, Level, Notice, NoticeKind, Now};
 use crate::error::{CliError, Result};
 use crate::protocol::{self, Command, Limits};
 use crate::statuslog::{self, FsyncPolicy, RecordKind, ReplayOptions, Schedule, StatusWriter};
@@ -35,8 +35,11 @@ const LISTENER: Token = Token(0);
 const SIGNALS: Token = Token(1);
 /// Connection tokens start here; slot i of the slab is Token(FIRST_CONN + i).
 const FIRST_CONN: usize = 16;
-/// Bytes read from one connection per event before others get a turn.
-const READ_BUDGET: usize = 1 << 20;
+/// Bytes read from one connection per turn before others get theirs: small
+/// enough that a DUMP waits for little else, large enough to batch.
+const READ_BUDGET: usize = 64 * 1024;
+/// Size of one read(2).
+const READ_CHUNK: usize = 16 * 1024;
 /// Connections accepted per listener event before others get a turn.
 const ACCEPT_BUDGET: usize = 4096;
 /// The listen(2) backlog (the kernel clamps it to net.core.somaxconn).
@@ -263,6 +266,70 @@ pub fn serve(cfg: Config, detach: bool, level: log::LevelFilter) -> Result<()> {
     r.map_err(|e| CliError::runtime(format!("event loop failed: {e}")))
 }
 
+/// Notices of one kind logged per window before the rest are only counted
+/// (a broken client can cause one per event: hundreds of thousands a
+/// second would fill the disk). Counters in INFO still count every one.
+const NOTICES_PER_WINDOW: u32 = 20;
+const NOTICE_WINDOW: Duration = Duration::from_secs(10);
+
+/// Rate limit of engine notices in the log, per kind.
+struct NoticeLimiter {
+    window_start: Duration,
+    /// (kind, logged in this window, suppressed in this window)
+    seen: Vec<(NoticeKind, u32, u64)>,
+}
+
+impl NoticeLimiter {
+    fn new() -> NoticeLimiter {
+        NoticeLimiter {
+            window_start: Duration::ZERO,
+            seen: Vec::new(),
+        }
+    }
+
+    /// Logs `n` unless its kind is over the limit in this window.
+    fn log(&mut self, now: Duration, n: Notice) {
+        if now >= self.window_start + NOTICE_WINDOW {
+            self.flush();
+            self.window_start = now;
+        }
+        let i = match self.seen.iter().position(|(k, _, _)| *k == n.kind) {
+            Some(i) => i,
+            None => {
+                self.seen.push((n.kind, 0, 0));
+                self.seen.len() - 1
+            }
+        };
+        let entry = &mut self.seen[i];
+        if entry.1 >= NOTICES_PER_WINDOW {
+            entry.2 += 1;
+            return;
+        }
+        entry.1 += 1;
+        match n.level {
+            Level::Critical => log::error!("CRITICAL: {}", n.message),
+            Level::Error => log::error!("{}", n.message),
+            Level::Warn => log::warn!("{}", n.message),
+            Level::Info => log::info!("{}", n.message),
+        }
+    }
+
+    /// Says how many were left out, and starts a new window.
+    fn flush(&mut self) {
+        for (kind, _, suppressed) in &self.seen {
+            if *suppressed > 0 {
+                let kind = serde_json::to_string(kind).unwrap_or_default();
+                log::warn!(
+                    "{suppressed} more {kind} notice(s) in the last {}s were not logged \
+                     (more than {NOTICES_PER_WINDOW} per window); INFO counts them all",
+                    NOTICE_WINDOW.as_secs()
+                );
+            }
+        }
+        self.seen.clear();
+    }
+}
+
 struct Daemon {
     cfg: Config,
     poll: Poll,
@@ -273,6 +340,8 @@ struct Daemon {
     live: usize,
     /// Connections with unread input left by the read budget.
     again: Vec<Token>,
+    /// The one read buffer, shared by every connection.
+    scratch: Vec<u8>,
     engine: Engine,
     limits: Limits,
     writer: StatusWriter,
@@ -280,6 +349,7 @@ struct Daemon {
     /// Published values changed since the last record (the next `d`).
     delta: BTreeMap<String, Tid>,
     status_active: bool,
+    notices: NoticeLimiter,
     sink: logfile::LogSink,
     triggers: bootstrap::Triggers,
     bootstrap_seen: BootstrapState,
@@ -327,12 +397,14 @@ impl Daemon {
             free: Vec::new(),
             live: 0,
             again: Vec::new(),
+            scratch: vec![0; READ_CHUNK],
             engine,
             limits,
             writer,
             schedule,
             delta: BTreeMap::new(),
             status_active: false,
+            notices: NoticeLimiter::new(),
             sink,
             triggers,
             bootstrap_seen: BootstrapState::NotStarted,
@@ -475,7 +547,7 @@ impl Daemon {
         };
         let mut keep = true;
         if readable && !c.closing {
-            match c.read_some(READ_BUDGET) {
+            match c.read_some(&mut self.scratch, READ_BUDGET) {
                 ReadOutcome::More => self.again.push(token),
                 ReadOutcome::Drained => {}
                 ReadOutcome::Eof => c.peer_closed = true,
@@ -597,12 +669,11 @@ impl Daemon {
             self.engine.tick(now);
         }
         for n in self.engine.drain_notices() {
-            match n.level {
-                Level::Critical => log::error!("CRITICAL: {}", n.message),
-                Level::Error => log::error!("{}", n.message),
-                Level::Warn => log::warn!("{}", n.message),
-                Level::Info => log::info!("{}", n.message),
-            }
+            self.notices.log(now.mono, n);
+        }
+        if now.mono >= self.notices.window_start + NOTICE_WINDOW {
+            self.notices.flush();
+            self.notices.window_start = now.mono;
         }
         let changed = self.engine.take_changed();
         if !changed.is_empty() {
@@ -698,6 +769,7 @@ impl Daemon {
     }
 
     fn shutdown(&mut self) {
+        self.notices.flush();
         log::info!("stopping: no new connections");
         if let Some(mut l) = self.listener.take() {
             let _ = self.poll.registry().deregister(&mut l);
