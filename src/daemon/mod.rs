@@ -272,7 +272,9 @@ pub fn serve(cfg: Config, detach: bool, level: log::LevelFilter) -> Result<()> {
 const NOTICES_PER_WINDOW: u32 = 20;
 const NOTICE_WINDOW: Duration = Duration::from_secs(10);
 
-/// Rate limit of engine notices in the log, per kind.
+/// Rate limit of engine notices in the log, per kind. Over the budget a
+/// kind is muted in the engine (counted there, not even formatted) until
+/// the window ends.
 struct NoticeLimiter {
     window_start: Duration,
     /// (kind, logged in this window, suppressed in this window)
@@ -287,22 +289,23 @@ impl NoticeLimiter {
         }
     }
 
-    /// Logs `n` unless its kind is over the limit in this window.
-    fn log(&mut self, now: Duration, n: Notice) {
-        if now >= self.window_start + NOTICE_WINDOW {
-            self.flush();
-            self.window_start = now;
-        }
-        let i = match self.seen.iter().position(|(k, _, _)| *k == n.kind) {
+    fn entry(&mut self, kind: NoticeKind) -> &mut (NoticeKind, u32, u64) {
+        let i = match self.seen.iter().position(|(k, _, _)| *k == kind) {
             Some(i) => i,
             None => {
-                self.seen.push((n.kind, 0, 0));
+                self.seen.push((kind, 0, 0));
                 self.seen.len() - 1
             }
         };
-        let entry = &mut self.seen[i];
+        &mut self.seen[i]
+    }
+
+    /// Logs `n` unless its kind is over the limit; then mutes the kind.
+    fn log(&mut self, engine: &mut Engine, n: Notice) {
+        let entry = self.entry(n.kind);
         if entry.1 >= NOTICES_PER_WINDOW {
             entry.2 += 1;
+            engine.mute(n.kind);
             return;
         }
         entry.1 += 1;
@@ -314,8 +317,12 @@ impl NoticeLimiter {
         }
     }
 
-    /// Says how many were left out, and starts a new window.
-    fn flush(&mut self) {
+    /// At the end of a window (or of the daemon): says how many were left
+    /// out, unmutes, and starts a new window.
+    fn roll(&mut self, engine: &mut Engine, now: Duration) {
+        for (kind, skipped) in engine.take_muted() {
+            self.entry(kind).2 += skipped;
+        }
         for (kind, _, suppressed) in &self.seen {
             if *suppressed > 0 {
                 let kind = serde_json::to_string(kind).unwrap_or_default();
@@ -327,6 +334,7 @@ impl NoticeLimiter {
             }
         }
         self.seen.clear();
+        self.window_start = now;
     }
 }
 
@@ -669,11 +677,10 @@ impl Daemon {
             self.engine.tick(now);
         }
         for n in self.engine.drain_notices() {
-            self.notices.log(now.mono, n);
+            self.notices.log(&mut self.engine, n);
         }
         if now.mono >= self.notices.window_start + NOTICE_WINDOW {
-            self.notices.flush();
-            self.notices.window_start = now.mono;
+            self.notices.roll(&mut self.engine, now.mono);
         }
         let changed = self.engine.take_changed();
         if !changed.is_empty() {
@@ -769,7 +776,11 @@ impl Daemon {
     }
 
     fn shutdown(&mut self) {
-        self.notices.flush();
+        let now = self.now();
+        for n in self.engine.drain_notices() {
+            self.notices.log(&mut self.engine, n);
+        }
+        self.notices.roll(&mut self.engine, now.mono);
         log::info!("stopping: no new connections");
         if let Some(mut l) = self.listener.take() {
             let _ = self.poll.registry().deregister(&mut l);

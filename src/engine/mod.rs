@@ -319,6 +319,8 @@ pub struct Engine {
     bootstrap: BootstrapState,
     missing: usize,
     notices: Vec<Notice>,
+    /// Kinds the caller muted, with the notices skipped since.
+    muted: Vec<(NoticeKind, u64)>,
     counters: Counters,
     scratch_st: Vec<u32>,
     scratch_c: Vec<u32>,
@@ -386,6 +388,7 @@ impl Engine {
             bootstrap: BootstrapState::NotStarted,
             missing: 0,
             notices: Vec::new(),
+            muted: Vec::new(),
             counters: Counters::default(),
             scratch_st: Vec::new(),
             scratch_c: Vec::new(),
@@ -410,6 +413,32 @@ impl Engine {
         self.st.push(Storage::new(name.to_string()));
         self.smark.push(0);
         i
+    }
+
+    /// The caller will not log more notices of `kind` for now (it is over
+    /// its log budget): from here on they are only counted, not described,
+    /// so a flood of anomalies costs no formatting.
+    pub fn mute(&mut self, kind: NoticeKind) {
+        if !self.muted.iter().any(|(k, _)| *k == kind) {
+            self.muted.push((kind, 0));
+        }
+    }
+
+    /// The kinds muted since the last call with how many notices each
+    /// skipped; unmutes them all.
+    pub fn take_muted(&mut self) -> Vec<(NoticeKind, u64)> {
+        std::mem::take(&mut self.muted)
+    }
+
+    /// True (and counted) when notices of `kind` are muted.
+    fn is_muted(&mut self, kind: NoticeKind) -> bool {
+        match self.muted.iter_mut().find(|(k, _)| *k == kind) {
+            Some(e) => {
+                e.1 += 1;
+                true
+            }
+            None => false,
+        }
     }
 
     fn notice(&mut self, level: Level, kind: NoticeKind, message: String) {
@@ -596,18 +625,20 @@ impl Engine {
             }
             None => {
                 self.counters.unknown_transactions += 1;
-                let list: Vec<String> = tids
-                    .iter()
-                    .map(|(s, t)| format!("{}: {}", q(s), t.0))
-                    .collect();
-                let msg = format!(
-                    "commit of unknown transaction {} ({}): it is not in flight (its begin was \
-                     not seen, typically just after start-up); its TIDs raise the known values \
-                     and it is remembered as a committed transaction",
-                    q(txn),
-                    list.join(", ")
-                );
-                self.notice(Level::Warn, NoticeKind::UnknownTransaction, msg);
+                if !self.is_muted(NoticeKind::UnknownTransaction) {
+                    let list: Vec<String> = tids
+                        .iter()
+                        .map(|(s, t)| format!("{}: {}", q(s), t.0))
+                        .collect();
+                    let msg = format!(
+                        "commit of unknown transaction {} ({}): it is not in flight (its begin was \
+                         not seen, typically just after start-up); its TIDs raise the known values \
+                         and it is remembered as a committed transaction",
+                        q(txn),
+                        list.join(", ")
+                    );
+                    self.notice(Level::Warn, NoticeKind::UnknownTransaction, msg);
+                }
                 // Same handling as a begun transaction, so a refused TID or
                 // two values for one storage keep it blocking.
                 // It is never reachable by its id: marked orphan from the
@@ -645,21 +676,23 @@ impl Engine {
             return Named::Rejected(tid);
         }
         self.see(s);
-        let st = &mut self.st[s as usize];
-        if let Some(p) = st.published.filter(|p| tid <= *p) {
+        if let Some(p) = self.st[s as usize].published.filter(|p| tid <= *p) {
             self.counters.decreasing_updates += 1;
-            let msg = format!(
-                "decreasing update ignored: transaction {} reported tid {} on storage {} \
-                 which is not above the published value {}; backups taken since that value \
-                 was published may hold an incomplete transaction; the rest of the commit applies",
-                q(txn),
-                ft(tid),
-                q(&st.name),
-                ft(p)
-            );
-            self.notice(Level::Critical, NoticeKind::DecreasingUpdate, msg);
+            if !self.is_muted(NoticeKind::DecreasingUpdate) {
+                let msg = format!(
+                    "decreasing update ignored: transaction {} reported tid {} on storage {} \
+                     which is not above the published value {}; backups taken since that value \
+                     was published may hold an incomplete transaction; the rest of the commit applies",
+                    q(txn),
+                    ft(tid),
+                    q(&self.st[s as usize].name),
+                    ft(p)
+                );
+                self.notice(Level::Critical, NoticeKind::DecreasingUpdate, msg);
+            }
             return Named::Decreasing(tid);
         }
+        let st = &mut self.st[s as usize];
         st.known = st.known.max(Some(tid));
         Named::Accepted(tid)
     }
@@ -824,12 +857,14 @@ impl Engine {
     pub fn abort(&mut self, _now: Now, txn: &str) {
         let Some(&slot) = self.by_id.get(txn) else {
             self.counters.unknown_transactions += 1;
-            let msg = format!(
-                "abort of unknown transaction {}: it is not in flight (its begin was not \
-                 seen, typically just after start-up); ignored",
-                q(txn)
-            );
-            self.notice(Level::Warn, NoticeKind::UnknownTransaction, msg);
+            if !self.is_muted(NoticeKind::UnknownTransaction) {
+                let msg = format!(
+                    "abort of unknown transaction {}: it is not in flight (its begin was not \
+                     seen, typically just after start-up); ignored",
+                    q(txn)
+                );
+                self.notice(Level::Warn, NoticeKind::UnknownTransaction, msg);
+            }
             return;
         };
         let t = self.txns[slot as usize].as_ref().expect("live slot");
