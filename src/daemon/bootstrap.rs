@@ -67,9 +67,7 @@ impl Triggers {
             }
             let st = self.storages.get(id);
             let mountpoint = st.and_then(|s| s.mountpoint.clone()).unwrap_or_default();
-            let data_fs = st
-                .and_then(|s| s.data_fs.clone())
-                .unwrap_or_default();
+            let data_fs = st.and_then(|s| s.data_fs.clone()).unwrap_or_default();
             if let Some(cmd) = &self.cfg.command {
                 match Command::new(cmd)
                     .env("TIDSTORAGE_STORAGE_ID", id)

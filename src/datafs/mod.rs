@@ -4,10 +4,12 @@
 //! records ([`layout`]), forward and backward iteration ([`reader`]),
 //! fstest-like verification ([`verify`]) and the valid prefix / cut position
 //! computations that mirror what ZODB's read-only `FileStorage` open does
-//! ([`cut`]).
+//! ([`cut`]), and ZODB's `Data.fs.index` (oid -> newest record position),
+//! read, written and built from the file ([`index`], over the pickle subset
+//! in [`pickle`]).
 //!
-//! Must not: write to the file (the `cut` command truncates, not this
-//! module), trust any length before checking it against the file size (with
+//! Must not: write to the Data.fs (the `cut` command truncates, not this
+//! module; [`index`] writes only the `.index` beside it), trust any length before checking it against the file size (with
 //! overflow), allocate from a length read in the file, or panic on any
 //! input. Every malformed byte sequence becomes an [`Error`] carrying the
 //! path and the offset where the damage starts.
@@ -16,7 +18,9 @@
 //! [`Tid`] everywhere.
 
 pub mod cut;
+pub mod index;
 pub mod layout;
+pub mod pickle;
 pub mod reader;
 pub mod verify;
 
@@ -58,6 +62,11 @@ pub enum ErrorKind {
         what: &'static str,
     },
     Corrupt(Corruption),
+    /// An offset given by a caller (or by an index file) that is not where
+    /// a transaction ends; nothing is wrong with the bytes.
+    NotTransactionEnd {
+        what: &'static str,
+    },
 }
 
 /// The ways a structurally readable record can be wrong.
@@ -190,6 +199,9 @@ impl fmt::Display for Error {
                  the file ends with a partial record: cut it before this offset \
                  (tidstorage cut) or restore it from a backup"
             ),
+            ErrorKind::NotTransactionEnd { what } => {
+                write!(f, "{what} is not the end of a transaction in this file")
+            }
             ErrorKind::Corrupt(c) => write!(
                 f,
                 "{c}; the file is damaged from here: cut it before this offset \
@@ -211,7 +223,10 @@ impl std::error::Error for Error {
 impl Error {
     /// True for damage in the bytes, false for I/O failure.
     pub fn is_damage(&self) -> bool {
-        !matches!(self.kind, ErrorKind::Io(_))
+        !matches!(
+            self.kind,
+            ErrorKind::Io(_) | ErrorKind::NotTransactionEnd { .. }
+        )
     }
 }
 

@@ -63,6 +63,17 @@ pub(crate) fn check_status(fs: &DataFs, pos: u64, status: u8) -> Result<(), Erro
 impl DataFs {
     /// Walks the data records of `h` (not its status nor its trailer).
     pub(crate) fn walk_records(&self, h: &TxnHeader, checks: Checks) -> Result<TxnSummary, Error> {
+        self.walk_records_visit(h, checks, &mut |_, _| {})
+    }
+
+    /// [`Self::walk_records`], handing each record that passed its checks
+    /// (offset, header) to `visit`.
+    pub(crate) fn walk_records_visit(
+        &self,
+        h: &TxnHeader,
+        checks: Checks,
+        visit: &mut dyn FnMut(u64, &RawDataHeader),
+    ) -> Result<TxnSummary, Error> {
         let mut sum = TxnSummary::default();
         let end = h.data_end();
         let mut p = h.data_start();
@@ -128,6 +139,7 @@ impl DataFs {
                 }
             }
             sum.records += 1;
+            visit(p, &d);
             // Checked above: record_end is Some and <= end.
             p = record_end.unwrap_or(end);
         }
@@ -140,6 +152,18 @@ impl DataFs {
     /// prev/back pointers below the record, no version. An undone (`u`)
     /// transaction's records are not read, as in ZODB.
     pub fn verify_transaction(&self, h: &TxnHeader) -> Result<TxnSummary, Error> {
+        self.verify_transaction_visit(h, &mut |_, _| {})
+    }
+
+    /// [`Self::verify_transaction`], handing each data record (offset,
+    /// header) to `visit` as it passes its checks; records of an undone
+    /// transaction are not visited. On Err, some records may have been
+    /// visited: the caller drops what it collected.
+    pub(crate) fn verify_transaction_visit(
+        &self,
+        h: &TxnHeader,
+        visit: &mut dyn FnMut(u64, &RawDataHeader),
+    ) -> Result<TxnSummary, Error> {
         // Re-read: `h` may come from the caller and must match the file.
         let h = self.read_txn_header(h.pos)?;
         check_status(self, h.pos, h.status)?;
@@ -147,7 +171,7 @@ impl DataFs {
         if h.status == STATUS_UNDONE {
             return Ok(TxnSummary::default());
         }
-        self.walk_records(&h, Checks::Full)
+        self.walk_records_visit(&h, Checks::Full, visit)
     }
 
     /// Only the checks whose failure makes ZODB's open raise (see
