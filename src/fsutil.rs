@@ -100,7 +100,10 @@ impl TempFile {
             Err(e) if e.kind() == io::ErrorKind::AlreadyExists => {
                 return Err(io::Error::new(
                     io::ErrorKind::AlreadyExists,
-                    format!("{} already exists; it is never overwritten", target.display()),
+                    format!(
+                        "{} already exists; it is never overwritten",
+                        target.display()
+                    ),
                 ))
             }
             Err(e)
@@ -112,7 +115,10 @@ impl TempFile {
                 if target.exists() {
                     return Err(io::Error::new(
                         io::ErrorKind::AlreadyExists,
-                        format!("{} already exists; it is never overwritten", target.display()),
+                        format!(
+                            "{} already exists; it is never overwritten",
+                            target.display()
+                        ),
                     ));
                 }
                 std::fs::rename(&self.path, target)?;

@@ -240,9 +240,8 @@ impl Repository {
         names.sort();
         for n in names {
             let ours = BackupFile::parse(&n).is_some()
-                || n.get(19..).is_some_and(|ext| {
-                    ext == ".dat" || ext == ".index" || ext == SUFFIX
-                });
+                || n.get(19..)
+                    .is_some_and(|ext| ext == ".dat" || ext == ".index" || ext == SUFFIX);
             if ours && n[..19] < *cutoff && Stamp::parse(&n[..19]).is_some() {
                 let p = self.path(&n);
                 std::fs::remove_file(&p).map_err(|e| Error::io(&p, e))?;

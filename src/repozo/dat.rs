@@ -126,8 +126,11 @@ mod tests {
             "a 10 0 0123456789abcdef0123456789abcdef\n",
             "a 0 10 0123\n",
         ] {
-            let e = parse(&format!("ok 0 1 {}\n{t}", "0".repeat(32)), Path::new("r/x.dat"))
-                .unwrap_err();
+            let e = parse(
+                &format!("ok 0 1 {}\n{t}", "0".repeat(32)),
+                Path::new("r/x.dat"),
+            )
+            .unwrap_err();
             assert!(e.to_string().starts_with("r/x.dat:2: "), "{e}");
         }
     }

@@ -64,9 +64,8 @@ impl Repository {
     /// Writes the manifest durably; refuses to replace an existing one.
     pub fn write_manifest(&self, m: &Manifest, run: Stamp) -> Result<PathBuf> {
         let path = self.manifest_path(run);
-        let mut text = serde_json::to_string_pretty(m).map_err(|e| {
-            Error::broken(&path, format!("cannot encode the manifest: {e}"))
-        })?;
+        let mut text = serde_json::to_string_pretty(m)
+            .map_err(|e| Error::broken(&path, format!("cannot encode the manifest: {e}")))?;
         text.push('\n');
         let mut tmp = fsutil::TempFile::beside(&path).map_err(|e| Error::io(&path, e))?;
         tmp.file()

@@ -244,7 +244,10 @@ pub struct Error {
 pub enum ErrorKind {
     Io(io::Error),
     /// A `.dat` line that is not `PATH START END MD5`.
-    BadDatLine { line: usize, text: String },
+    BadDatLine {
+        line: usize,
+        text: String,
+    },
     /// What the chain check found wrong (already a full sentence).
     Broken(String),
     /// Another backup or restore holds the repository lock.
