@@ -142,19 +142,13 @@ pub fn run(a: RestoreArgs, g: &GlobalArgs) -> Result<()> {
     }
     let date = match &a.date {
         Some(d) => d.clone(),
-        None => match &c.backup.timestamp_file {
-            Some(ts) => match last_timestamp(ts)? {
-                Some(s) => s.text(),
-                None => {
-                    return Err(CliError::runtime(format!(
-                        "the timestamp file {} has no backup run yet; give --date",
-                        ts.display()
-                    )))
-                }
-            },
-            None => {
+        None => match c.backup.timestamp_file.as_deref().map(last_timestamp) {
+            Some(Err(e)) => return Err(e),
+            Some(Ok(Some(s))) => s.text(),
+            // repozo's default: a repository it wrote has no timestamp file.
+            _ => {
                 let now = Stamp::now().text();
-                log::info!("no [backup] timestamp_file: restoring as of now ({now})");
+                log::info!("no backup run in a timestamp file: restoring as of now ({now})");
                 now
             }
         },
@@ -256,10 +250,12 @@ fn plan<'a>(
     };
     if !a.check {
         match fsutil::lock_is_held(&sibling(&target, ".lock")) {
-            Ok(true) => return Err(format!(
+            Ok(true) => {
+                return Err(format!(
                 "{} is locked by a running ZEO server or ZODB process; stop it before restoring",
                 target.display()
-            )),
+            ))
+            }
             Ok(false) => {}
             Err(e) => {
                 return Err(format!(
