@@ -35,7 +35,7 @@ fn backup_stops_at_the_coherent_tid_and_restore_gives_the_point() {
     let ta = zodb_write(&d.join("a/Data.fs"), 5);
     let tb = zodb_write(&d.join("b/Data.fs"), 5);
 
-    let mut daemon = Daemon::start(d, &["-c", "daemon.toml", "--burst-period", "10ms"]);
+    let daemon = Daemon::start(d, &["-c", "daemon.toml", "--burst-period", "10ms"]);
     let mut cl = daemon.client();
     cl.begin("t0", &["a", "b"]);
     cl.commit("t0", &[("a", ta[0]), ("b", tb[0])]);
