@@ -16,6 +16,9 @@ _tidstorage() {
             ",$1")
                 cmd="tidstorage"
                 ;;
+            tidstorage,backup)
+                cmd="tidstorage__subcmd__backup"
+                ;;
             tidstorage,bootstrap-status)
                 cmd="tidstorage__subcmd__bootstrap__subcmd__status"
                 ;;
@@ -28,6 +31,9 @@ _tidstorage() {
             tidstorage,generate)
                 cmd="tidstorage__subcmd__generate"
                 ;;
+            tidstorage,restore)
+                cmd="tidstorage__subcmd__restore"
+                ;;
             tidstorage,serve)
                 cmd="tidstorage__subcmd__serve"
                 ;;
@@ -38,12 +44,50 @@ _tidstorage() {
 
     case "${cmd}" in
         tidstorage)
-            opts="-c -v -q -h -V --config --verbose --quiet --help --version serve dump bootstrap-status cut generate"
+            opts="-c -v -q -h -V --config --verbose --quiet --help --version serve dump bootstrap-status backup restore cut generate"
             if [[ ${cur} == -* || ${COMP_CWORD} -eq 1 ]] ; then
                 COMPREPLY=( $(compgen -W "${opts}" -- "${cur}") )
                 return 0
             fi
             case "${prev}" in
+                --config)
+                    COMPREPLY=($(compgen -f "${cur}"))
+                    return 0
+                    ;;
+                -c)
+                    COMPREPLY=($(compgen -f "${cur}"))
+                    return 0
+                    ;;
+                *)
+                    COMPREPLY=()
+                    ;;
+            esac
+            COMPREPLY=( $(compgen -W "${opts}" -- "${cur}") )
+            return 0
+            ;;
+        tidstorage__subcmd__backup)
+            opts="-F -Q -z -c -v -q -h -V --server --no-server --storage --full --quick --gzip --no-gzip --keep-full --bootstrap-wait --config --verbose --quiet --help --version"
+            if [[ ${cur} == -* || ${COMP_CWORD} -eq 2 ]] ; then
+                COMPREPLY=( $(compgen -W "${opts}" -- "${cur}") )
+                return 0
+            fi
+            case "${prev}" in
+                --server)
+                    COMPREPLY=($(compgen -f "${cur}"))
+                    return 0
+                    ;;
+                --storage)
+                    COMPREPLY=($(compgen -f "${cur}"))
+                    return 0
+                    ;;
+                --keep-full)
+                    COMPREPLY=($(compgen -f "${cur}"))
+                    return 0
+                    ;;
+                --bootstrap-wait)
+                    COMPREPLY=($(compgen -f "${cur}"))
+                    return 0
+                    ;;
                 --config)
                     COMPREPLY=($(compgen -f "${cur}"))
                     return 0
@@ -168,6 +212,48 @@ _tidstorage() {
                 return 0
             fi
             case "${prev}" in
+                --config)
+                    COMPREPLY=($(compgen -f "${cur}"))
+                    return 0
+                    ;;
+                -c)
+                    COMPREPLY=($(compgen -f "${cur}"))
+                    return 0
+                    ;;
+                *)
+                    COMPREPLY=()
+                    ;;
+            esac
+            COMPREPLY=( $(compgen -W "${opts}" -- "${cur}") )
+            return 0
+            ;;
+        tidstorage__subcmd__restore)
+            opts="-D -Q -c -v -q -h -V --date --storage --tid-log --lenient --no-cut --force --output-dir --check --verify --quick --config --verbose --quiet --help --version"
+            if [[ ${cur} == -* || ${COMP_CWORD} -eq 2 ]] ; then
+                COMPREPLY=( $(compgen -W "${opts}" -- "${cur}") )
+                return 0
+            fi
+            case "${prev}" in
+                --date)
+                    COMPREPLY=($(compgen -f "${cur}"))
+                    return 0
+                    ;;
+                -D)
+                    COMPREPLY=($(compgen -f "${cur}"))
+                    return 0
+                    ;;
+                --storage)
+                    COMPREPLY=($(compgen -f "${cur}"))
+                    return 0
+                    ;;
+                --tid-log)
+                    COMPREPLY=($(compgen -f "${cur}"))
+                    return 0
+                    ;;
+                --output-dir)
+                    COMPREPLY=($(compgen -f "${cur}"))
+                    return 0
+                    ;;
                 --config)
                     COMPREPLY=($(compgen -f "${cur}"))
                     return 0

@@ -32,6 +32,8 @@ complete -c tidstorage -n "__fish_tidstorage_needs_command" -s V -l version -d '
 complete -c tidstorage -n "__fish_tidstorage_needs_command" -f -a "serve" -d 'Run the daemon Zope clients notify of every commit'
 complete -c tidstorage -n "__fish_tidstorage_needs_command" -f -a "dump" -d 'Print the coherency point, from a running daemon or a status file (offline)'
 complete -c tidstorage -n "__fish_tidstorage_needs_command" -f -a "bootstrap-status" -d 'Tell whether the daemon\'s bootstrap is complete (exit 0) or not (exit 1)'
+complete -c tidstorage -n "__fish_tidstorage_needs_command" -f -a "backup" -d 'Back up every Data.fs (repozo-compatible) up to the daemon\'s coherency point'
+complete -c tidstorage -n "__fish_tidstorage_needs_command" -f -a "restore" -d 'Rebuild every Data.fs from its repository and cut it at the backup\'s coherency point'
 complete -c tidstorage -n "__fish_tidstorage_needs_command" -f -a "cut" -d 'Cut Data.fs files at the last coherency point after a crash'
 complete -c tidstorage -n "__fish_tidstorage_needs_command" -f -a "generate" -d 'Write man pages and shell completions (for packagers; `make generate`)'
 complete -c tidstorage -n "__fish_tidstorage_using_subcommand serve" -l address -d 'Address to listen on [default: 127.0.0.1]' -r
@@ -70,6 +72,35 @@ complete -c tidstorage -n "__fish_tidstorage_using_subcommand bootstrap-status" 
 complete -c tidstorage -n "__fish_tidstorage_using_subcommand bootstrap-status" -s q -l quiet -d 'Less output (repeat for less)'
 complete -c tidstorage -n "__fish_tidstorage_using_subcommand bootstrap-status" -s h -l help -d 'Print help'
 complete -c tidstorage -n "__fish_tidstorage_using_subcommand bootstrap-status" -s V -l version -d 'Print version'
+complete -c tidstorage -n "__fish_tidstorage_using_subcommand backup" -l server -d 'Daemon to take the coherency point from, HOST:PORT [default: [server] address:port]' -r
+complete -c tidstorage -n "__fish_tidstorage_using_subcommand backup" -l storage -d 'Back up only this configured storage (repeatable)' -r
+complete -c tidstorage -n "__fish_tidstorage_using_subcommand backup" -l keep-full -d 'After the backup, remove what is older than the N-th newest full backup of each repository, and older status-file copies [default: [backup] keep_full]' -r
+complete -c tidstorage -n "__fish_tidstorage_using_subcommand backup" -l bootstrap-wait -d 'How long to wait for the daemon to know storages missing from its point (bootstrap after a daemon start)' -r
+complete -c tidstorage -n "__fish_tidstorage_using_subcommand backup" -s c -l config -d 'Configuration file (TOML). Default: $TIDSTORAGE_CONFIG, then ./tidstorage.toml, then /etc/tidstorage.toml' -r -F
+complete -c tidstorage -n "__fish_tidstorage_using_subcommand backup" -l no-server -d 'Do not ask the daemon: back up each Data.fs to its current end (the original TIDStorage behaviour); restore then cuts with the status file'
+complete -c tidstorage -n "__fish_tidstorage_using_subcommand backup" -s F -l full -d 'Start a new chain with a full backup even if an incremental would do'
+complete -c tidstorage -n "__fish_tidstorage_using_subcommand backup" -s Q -l quick -d 'Check only the last backup file against the Data.fs (its md5 range) instead of the whole repository, like repozo\'s --quick'
+complete -c tidstorage -n "__fish_tidstorage_using_subcommand backup" -s z -l gzip -d 'gzip new backup files (.fsz, .deltafsz) [default: [backup] gzip]'
+complete -c tidstorage -n "__fish_tidstorage_using_subcommand backup" -l no-gzip -d 'Do not gzip, whatever [backup] gzip says'
+complete -c tidstorage -n "__fish_tidstorage_using_subcommand backup" -s v -l verbose -d 'More output (repeat for more)'
+complete -c tidstorage -n "__fish_tidstorage_using_subcommand backup" -s q -l quiet -d 'Less output (repeat for less)'
+complete -c tidstorage -n "__fish_tidstorage_using_subcommand backup" -s h -l help -d 'Print help'
+complete -c tidstorage -n "__fish_tidstorage_using_subcommand backup" -s V -l version -d 'Print version'
+complete -c tidstorage -n "__fish_tidstorage_using_subcommand restore" -s D -l date -d 'Restore the state as of this UTC date, yyyy-mm-dd[-hh[-mm[-ss]]] (repozo\'s format) [default: the last line of [backup] timestamp_file, else now]' -r
+complete -c tidstorage -n "__fish_tidstorage_using_subcommand restore" -l storage -d 'Restore only this configured storage (repeatable)' -r
+complete -c tidstorage -n "__fish_tidstorage_using_subcommand restore" -l tid-log -d 'Cut at the last point of this status file instead of the backup\'s manifests' -r -F
+complete -c tidstorage -n "__fish_tidstorage_using_subcommand restore" -l output-dir -d 'Restore into this directory (the configured data_fs paths recreated under it) instead of over the configured files' -r -F
+complete -c tidstorage -n "__fish_tidstorage_using_subcommand restore" -s c -l config -d 'Configuration file (TOML). Default: $TIDSTORAGE_CONFIG, then ./tidstorage.toml, then /etc/tidstorage.toml' -r -F
+complete -c tidstorage -n "__fish_tidstorage_using_subcommand restore" -l lenient -d 'Skip damaged status-file lines instead of refusing (with --tid-log)'
+complete -c tidstorage -n "__fish_tidstorage_using_subcommand restore" -l no-cut -d 'Do not cut: restore exactly what the repository holds (like repozo -R)'
+complete -c tidstorage -n "__fish_tidstorage_using_subcommand restore" -l force -d 'Replace existing Data.fs files (each kept as Data.fs.before-restore-<time>)'
+complete -c tidstorage -n "__fish_tidstorage_using_subcommand restore" -l check -d 'Restore to temporary files, compare with the live Data.fs files, change nothing (exit 1 when one differs)'
+complete -c tidstorage -n "__fish_tidstorage_using_subcommand restore" -l verify -d 'Check every repository (chain contiguity, sizes, md5s, gzip included) and write nothing, like repozo -V (exit 1 on a problem)'
+complete -c tidstorage -n "__fish_tidstorage_using_subcommand restore" -s Q -l quick -d 'With --verify: check sizes only, not md5s'
+complete -c tidstorage -n "__fish_tidstorage_using_subcommand restore" -s v -l verbose -d 'More output (repeat for more)'
+complete -c tidstorage -n "__fish_tidstorage_using_subcommand restore" -s q -l quiet -d 'Less output (repeat for less)'
+complete -c tidstorage -n "__fish_tidstorage_using_subcommand restore" -s h -l help -d 'Print help'
+complete -c tidstorage -n "__fish_tidstorage_using_subcommand restore" -s V -l version -d 'Print version'
 complete -c tidstorage -n "__fish_tidstorage_using_subcommand cut" -l tid-log -d 'Status file to take the point from (default: [server] status_file)' -r -F
 complete -c tidstorage -n "__fish_tidstorage_using_subcommand cut" -l server -d 'Take the point from a daemon still running (HOST:PORT): fresher than the status file when only the ZEO servers crashed' -r
 complete -c tidstorage -n "__fish_tidstorage_using_subcommand cut" -l storage -d 'Cut only this configured storage (repeatable)' -r

@@ -84,6 +84,52 @@ impl TempFile {
     }
 }
 
+impl TempFile {
+    /// fsync, then give the file the name `target` only if nothing has it
+    /// (a hard link cannot replace a file, unlike rename), then fsync the
+    /// directory. `AlreadyExists` when `target` exists. Filesystems without
+    /// hard links fall back to a rename after an existence check.
+    pub fn persist_new(mut self, target: &Path) -> io::Result<()> {
+        let file = self.file.take().expect("temp file present until persisted");
+        file.sync_all()?;
+        drop(file);
+        match std::fs::hard_link(&self.path, target) {
+            Ok(()) => {
+                std::fs::remove_file(&self.path)?;
+            }
+            Err(e) if e.kind() == io::ErrorKind::AlreadyExists => {
+                return Err(io::Error::new(
+                    io::ErrorKind::AlreadyExists,
+                    format!(
+                        "{} already exists; it is never overwritten",
+                        target.display()
+                    ),
+                ))
+            }
+            Err(e)
+                if matches!(
+                    e.raw_os_error(),
+                    Some(libc::EPERM) | Some(libc::EOPNOTSUPP) | Some(libc::EXDEV)
+                ) =>
+            {
+                if target.exists() {
+                    return Err(io::Error::new(
+                        io::ErrorKind::AlreadyExists,
+                        format!(
+                            "{} already exists; it is never overwritten",
+                            target.display()
+                        ),
+                    ));
+                }
+                std::fs::rename(&self.path, target)?;
+            }
+            Err(e) => return Err(e),
+        }
+        self.path = PathBuf::new();
+        sync_parent_dir(target)
+    }
+}
+
 impl Drop for TempFile {
     fn drop(&mut self) {
         if !self.path.as_os_str().is_empty() {
@@ -201,6 +247,22 @@ mod tests {
         t.file().write_all(b"hello").unwrap();
         t.persist(&target).unwrap();
         assert_eq!(std::fs::read(&target).unwrap(), b"hello");
+        assert_eq!(std::fs::read_dir(dir.path()).unwrap().count(), 1);
+    }
+
+    #[test]
+    fn persist_new_never_overwrites() {
+        let dir = tempfile::tempdir().unwrap();
+        let target = dir.path().join("x");
+        let mut t = TempFile::beside(&target).unwrap();
+        t.file().write_all(b"one").unwrap();
+        t.persist_new(&target).unwrap();
+        let mut t = TempFile::beside(&target).unwrap();
+        t.file().write_all(b"two").unwrap();
+        let e = t.persist_new(&target).unwrap_err();
+        assert_eq!(e.kind(), io::ErrorKind::AlreadyExists);
+        assert_eq!(std::fs::read(&target).unwrap(), b"one");
+        // The temporary file went with the failed attempt.
         assert_eq!(std::fs::read_dir(dir.path()).unwrap().count(), 1);
     }
 

@@ -10,6 +10,7 @@
 //! - [`protocol`]: the sans-I/O wire codec.
 //! - [`engine`]: the pure coherency engine.
 //! - [`daemon`]: the event loop, the only owner of sockets and signals.
+//! - [`repozo`]: repozo-compatible backup repositories.
 //! - [`client`]: a blocking client of a running daemon.
 //! - [`config`]: TOML file + flags -> one validated configuration.
 //! - [`cli`]: the subcommand table, argv[0] dispatch, man/completions.
@@ -27,5 +28,6 @@ pub mod engine;
 pub mod error;
 pub mod fsutil;
 pub mod protocol;
+pub mod repozo;
 pub mod statuslog;
 pub mod tid;

@@ -68,6 +68,10 @@ pub enum Command {
     Dump(cmd::dump::DumpArgs),
     /// Tell whether the daemon's bootstrap is complete (exit 0) or not (exit 1).
     BootstrapStatus(cmd::bootstrap_status::BootstrapStatusArgs),
+    /// Back up every Data.fs (repozo-compatible) up to the daemon's coherency point.
+    Backup(cmd::backup::BackupArgs),
+    /// Rebuild every Data.fs from its repository and cut it at the backup's coherency point.
+    Restore(cmd::restore::RestoreArgs),
     /// Cut Data.fs files at the last coherency point after a crash.
     Cut(cmd::cut::CutArgs),
     /// Write man pages and shell completions (for packagers; `make generate`).
@@ -138,6 +142,8 @@ pub fn run(args: Vec<OsString>) -> Result<()> {
         Command::Serve(a) => cmd::serve::run(a, &cli.global),
         Command::Dump(a) => cmd::dump::run(a, &cli.global),
         Command::BootstrapStatus(a) => cmd::bootstrap_status::run(a, &cli.global),
+        Command::Backup(a) => cmd::backup::run(a, &cli.global),
+        Command::Restore(a) => cmd::restore::run(a, &cli.global),
         Command::Cut(a) => cmd::cut::run(a, &cli.global),
         Command::Generate(a) => generate(a),
     }

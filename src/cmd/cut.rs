@@ -208,6 +208,51 @@ fn verify_prefix(df: &DataFs, end: u64) -> std::result::Result<u64, String> {
     Ok(count)
 }
 
+/// Where a file must be cut for a coherent TID, and what an operator
+/// should be told about it. Shared by `cut` and `restore` so both cut
+/// restored and live files by the same rules.
+pub struct CoherentCut {
+    pub cut: CutPosition,
+    pub notes: Vec<String>,
+    /// The file ends before `tid` although `tid` was committed to it: it
+    /// lost transactions the other storages may depend on.
+    pub ends_before_tid: bool,
+}
+
+pub fn coherent_cut(
+    df: &DataFs,
+    tid: Tid,
+) -> std::result::Result<CoherentCut, crate::datafs::Error> {
+    let cut = df.cut_position(tid)?;
+    let mut notes = Vec::new();
+    if let Some(d) = &cut.damage {
+        notes.push(format!(
+            "the file is damaged from offset {} ({d}); the damaged bytes are removed with the tail",
+            cut.valid_end
+        ));
+    }
+    let mut ends_before_tid = false;
+    if cut.position == cut.valid_end && cut.transactions_removed == 0 {
+        if let Some(last) = cut.last_kept_tid {
+            if last < tid {
+                ends_before_tid = true;
+                notes.push(format!(
+                    "the file ends at TID {} ({}), before the coherent TID {}: it lost \
+                     transactions the other storages may depend on; restore it from a backup",
+                    last.hex(),
+                    last.rfc3339(),
+                    tid.hex()
+                ));
+            }
+        }
+    }
+    Ok(CoherentCut {
+        cut,
+        notes,
+        ends_before_tid,
+    })
+}
+
 fn plan_one(
     storage: Option<&str>,
     data_fs: &Path,
@@ -235,30 +280,10 @@ fn plan_one(
         }
     };
     let df = DataFs::open(data_fs).map_err(|e| e.to_string())?;
-    let cut = df.cut_position(tid).map_err(|e| e.to_string())?;
-    let mut notes = Vec::new();
+    let CoherentCut { cut, mut notes, .. } = coherent_cut(&df, tid).map_err(|e| e.to_string())?;
     if verify {
         let n = verify_prefix(&df, cut.position)?;
         notes.push(format!("verified the {n} kept transaction(s)"));
-    }
-    if let Some(d) = &cut.damage {
-        notes.push(format!(
-            "the file is damaged from offset {} ({d}); the damaged bytes are removed with the tail",
-            cut.valid_end
-        ));
-    }
-    if cut.position == cut.valid_end && cut.transactions_removed == 0 {
-        if let Some(last) = cut.last_kept_tid {
-            if last < tid {
-                notes.push(format!(
-                    "the file ends at TID {} ({}), before the coherent TID {}: it lost \
-                     transactions the other storages may depend on; restore it from a backup",
-                    last.hex(),
-                    last.rfc3339(),
-                    tid.hex()
-                ));
-            }
-        }
     }
     let index_path = sibling(data_fs, ".index");
     let index_existing = if index_path.exists() {

@@ -3,9 +3,11 @@
 //! Shared here: writing to stdout without panicking on a closed pipe, and
 //! rendering a coherency point as text, JSON or TSV.
 
+pub mod backup;
 pub mod bootstrap_status;
 pub mod cut;
 pub mod dump;
+pub mod restore;
 pub mod serve;
 
 use std::io::Write;

@@ -339,6 +339,12 @@ impl DataFs {
         self.size
     }
 
+    /// The open file, for copying its bytes (backup): the same file the
+    /// positions were computed on, even if a pack renamed another over it.
+    pub fn file(&self) -> &File {
+        &self.file
+    }
+
     /// `FS30` or `FS21`.
     pub fn magic(&self) -> [u8; 4] {
         self.magic

@@ -12,6 +12,8 @@ JSON on stdout so the Rust side can assert on ZODB's own answers:
                                 Data.fs.lock), print "ready", wait for stdin EOF
   size PATH TID                 FileStorage(read_only, stop=TID+1).getSize()
                                 of a copy without Data.fs.index
+  pack PATH                     pack the FileStorage to now (drops old
+                                revisions); prints {"size": bytes}
 """
 
 import json
@@ -82,6 +84,16 @@ def size(path, tid):
     return {"size": s}
 
 
+def pack(path):
+    import time
+    storage = ZODB.FileStorage.FileStorage(path)
+    db = ZODB.DB(storage)
+    db.pack(time.time() + 1)
+    size = storage.getSize()
+    db.close()
+    return {"size": size}
+
+
 def main(argv):
     cmd = argv[1]
     if cmd == "write":
@@ -92,6 +104,8 @@ def main(argv):
     elif cmd == "hold":
         hold(argv[2])
         return
+    elif cmd == "pack":
+        out = pack(argv[2])
     elif cmd == "size":
         out = size(argv[2], int(argv[3]))
     else:

@@ -1,0 +1,187 @@
+//! Backups are coherent: with a running daemon fed the real TIDs of real
+//! ZODB files, `backup` copies each Data.fs only up to its storage's
+//! coherent TID (not to its end), records the point in the manifests, and
+//! `restore` gives files whose last TIDs are the published point. A
+//! storage the daemon does not know fails alone, clearly.
+
+mod common;
+
+use std::path::Path;
+
+use common::*;
+
+fn write_config(dir: &Path, name: &str, port: u16, storages: &[&str]) {
+    let mut t = format!(
+        "[server]\nport = {port}\nstatus_file = \"status.tid\"\n\
+         [backup]\ntimestamp_file = \"timestamps.log\"\nstatus_file_backup_dir = \"status-copies\"\n"
+    );
+    for s in storages {
+        t.push_str(&format!(
+            "[[storage]]\nid = \"{s}\"\ndata_fs = \"{s}/Data.fs\"\nrepository = \"repo-{s}\"\n"
+        ));
+        std::fs::create_dir_all(dir.join(s)).unwrap();
+        std::fs::create_dir_all(dir.join(format!("repo-{s}"))).unwrap();
+    }
+    std::fs::write(dir.join(name), t).unwrap();
+}
+
+#[test]
+fn backup_stops_at_the_coherent_tid_and_restore_gives_the_point() {
+    let dir = tempfile::tempdir().unwrap();
+    let d = dir.path();
+    // The daemon knows storages a and b; the backup config adds c, which
+    // no commit ever names.
+    write_config(d, "daemon.toml", 0, &["a", "b"]);
+    let ta = zodb_write(&d.join("a/Data.fs"), 5);
+    let tb = zodb_write(&d.join("b/Data.fs"), 5);
+
+    let daemon = Daemon::start(d, &["-c", "daemon.toml", "--burst-period", "10ms"]);
+    let mut cl = daemon.client();
+    cl.begin("t0", &["a", "b"]);
+    cl.commit("t0", &[("a", ta[0]), ("b", tb[0])]);
+    cl.wait_bootstrapped();
+    for i in 1..4 {
+        let t = format!("t{i}");
+        cl.begin(&t, &["a", "b"]);
+        cl.commit(&t, &[("a", ta[i]), ("b", tb[i])]);
+    }
+    // a's last transaction is still in flight: the point stays below it.
+    cl.begin("t4", &["a"]);
+    cl.begin("t5", &["b"]);
+    cl.commit("t5", &[("b", tb[4])]);
+    assert_eq!(cl.dump(), pt(&[("a", ta[3]), ("b", tb[4])]));
+
+    write_config(d, "backup.toml", daemon.port, &["a", "b", "c"]);
+    zodb_write(&d.join("c/Data.fs"), 2);
+    let o = run_in(
+        d,
+        &["-c", "backup.toml", "backup", "--bootstrap-wait", "300ms"],
+    );
+    // c fails (the daemon has no TID for it), a and b are backed up.
+    assert_code(&o, 3);
+    let err = stderr(&o);
+    assert!(
+        err.contains("storage c") && err.contains("no coherent TID"),
+        "{err}"
+    );
+    assert!(
+        !d.join("timestamps.log").exists(),
+        "an incomplete run is no restore point"
+    );
+    let list = |r: &str| -> Vec<String> {
+        let mut v: Vec<String> = std::fs::read_dir(d.join(r))
+            .unwrap()
+            .map(|e| e.unwrap().file_name().to_string_lossy().into_owned())
+            .collect();
+        v.sort();
+        v
+    };
+    assert_eq!(list("repo-c"), ["tidstorage.lock"]);
+
+    // a's backup ends where ZODB stops reading at the coherent TID; b's
+    // holds the whole file.
+    let size_a = zodb(&[
+        "size",
+        d.join("a/Data.fs").to_str().unwrap(),
+        &ta[3].to_string(),
+    ])["size"]
+        .as_u64()
+        .unwrap();
+    let full_a = std::fs::metadata(d.join("a/Data.fs")).unwrap().len();
+    assert!(size_a < full_a);
+    let fs_a: Vec<String> = list("repo-a")
+        .into_iter()
+        .filter(|n| n.ends_with(".fs"))
+        .collect();
+    assert_eq!(fs_a.len(), 1);
+    assert_eq!(
+        std::fs::metadata(d.join("repo-a").join(&fs_a[0]))
+            .unwrap()
+            .len(),
+        size_a
+    );
+    let fs_b: Vec<String> = list("repo-b")
+        .into_iter()
+        .filter(|n| n.ends_with(".fs"))
+        .collect();
+    assert_eq!(
+        std::fs::metadata(d.join("repo-b").join(&fs_b[0]))
+            .unwrap()
+            .len(),
+        std::fs::metadata(d.join("b/Data.fs")).unwrap().len()
+    );
+    let man: Vec<String> = list("repo-a")
+        .into_iter()
+        .filter(|n| n.ends_with(".tidstorage.json"))
+        .collect();
+    let m: serde_json::Value =
+        serde_json::from_slice(&std::fs::read(d.join("repo-a").join(&man[0])).unwrap()).unwrap();
+    assert_eq!(m["tid"], ta[3]);
+    assert_eq!(m["cut_position"], size_a);
+    assert_eq!(m["point"]["b"], tb[4]);
+
+    // The run's date is the manifests' name; restore a and b as of it.
+    let date = &man[0][..19];
+    let o = run_in(
+        d,
+        &[
+            "-c",
+            "backup.toml",
+            "restore",
+            "--storage",
+            "a",
+            "--storage",
+            "b",
+            "--date",
+            date,
+            "--output-dir",
+            "restored",
+        ],
+    );
+    assert_code(&o, 0);
+    for (s, want) in [("a", ta[3]), ("b", tb[4])] {
+        let p = d.join("restored").join(s).join("Data.fs");
+        let c = zodb(&["check", p.to_str().unwrap()]);
+        assert_eq!(c["last_tid"], want, "storage {s}");
+        assert_eq!(c["fstest"], "ok");
+        assert!(p.with_file_name("Data.fs.index").exists());
+    }
+
+    // a's in-flight transaction commits; the next backup is incremental up
+    // to the new point, and a default restore (timestamp file) follows it.
+    cl.commit("t4", &[("a", ta[4])]);
+    let mut waited = 0;
+    while cl.dump().get("a") != Some(&ta[4]) {
+        waited += 1;
+        assert!(waited < 1000, "the point never reached a's last TID");
+        std::thread::sleep(std::time::Duration::from_millis(10));
+    }
+    write_config(d, "backup2.toml", daemon.port, &["a", "b"]);
+    let o = run_in(d, &["-c", "backup2.toml", "backup"]);
+    assert_code(&o, 0);
+    assert!(
+        stdout(&o).contains("storage a: incremental"),
+        "{}",
+        stdout(&o)
+    );
+    assert!(
+        stdout(&o).contains("storage b: unchanged"),
+        "{}",
+        stdout(&o)
+    );
+    let o = run_in(
+        d,
+        &["-c", "backup2.toml", "restore", "--output-dir", "restored2"],
+    );
+    assert_code(&o, 0);
+    for (s, want) in [("a", ta[4]), ("b", tb[4])] {
+        let p = d.join("restored2").join(s).join("Data.fs");
+        assert_eq!(
+            zodb(&["check", p.to_str().unwrap()])["last_tid"],
+            want,
+            "storage {s}"
+        );
+    }
+    drop(cl);
+    daemon.stop();
+}
