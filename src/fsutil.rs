@@ -12,6 +12,14 @@ use std::os::unix::fs::OpenOptionsExt;
 use std::os::unix::io::AsRawFd;
 use std::path::{Path, PathBuf};
 
+/// `path` with `suffix` appended to its file name: `Data.fs` ->
+/// `Data.fs.index`, `Data.fs.lock`, `Data.fs.tail-...`.
+pub fn sibling(path: &Path, suffix: &str) -> PathBuf {
+    let mut s = path.as_os_str().to_owned();
+    s.push(suffix);
+    PathBuf::from(s)
+}
+
 /// fsync the directory holding `path`, so a rename or create in it is durable.
 pub fn sync_parent_dir(path: &Path) -> io::Result<()> {
     let dir = match path.parent() {

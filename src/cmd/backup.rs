@@ -16,13 +16,14 @@
 //! (temp, fsync, link under a name no file has), or reuse a second.
 
 use std::collections::BTreeMap;
-use std::io::{IsTerminal, Write};
+use std::io::Write;
 use std::path::{Path, PathBuf};
 use std::time::{Duration, Instant};
 
 use crate::cli::GlobalArgs;
 use crate::client::{server_address, DaemonClient};
 use crate::cmd::emit;
+use crate::cmd::progress_bar;
 use crate::config::{parse_duration, Config, StorageConfig};
 use crate::datafs::index::{index_for_prefix, FsIndex};
 use crate::datafs::DataFs;
@@ -101,23 +102,6 @@ struct Done {
     reason: Option<String>,
     notes: Vec<String>,
     secs: f64,
-}
-
-fn progress_bar(len: u64, msg: String, quiet: bool) -> indicatif::ProgressBar {
-    if quiet || !std::io::stderr().is_terminal() {
-        return indicatif::ProgressBar::hidden();
-    }
-    let pb = indicatif::ProgressBar::new(len);
-    pb.set_style(
-        indicatif::ProgressStyle::with_template(
-            "{msg} [{bar:30}] {bytes}/{total_bytes} {bytes_per_sec} eta {eta}",
-        )
-        // The template is a literal known to parse.
-        .expect("valid template")
-        .progress_chars("=> "),
-    );
-    pb.set_message(msg);
-    pb
 }
 
 pub fn run(a: BackupArgs, g: &GlobalArgs) -> Result<()> {

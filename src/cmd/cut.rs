@@ -31,6 +31,7 @@ use crate::datafs::index::{self, FsIndex, IndexMethod};
 use crate::datafs::{CutPosition, DataFs};
 use crate::error::{CliError, Result};
 use crate::fsutil;
+use crate::fsutil::sibling;
 use crate::statuslog::{self, ReplayOptions};
 use crate::tid::Tid;
 
@@ -153,12 +154,6 @@ impl Drop for LockGuard {
             let _ = std::fs::remove_file(&self.path);
         }
     }
-}
-
-fn sibling(path: &Path, suffix: &str) -> PathBuf {
-    let mut s = path.as_os_str().to_owned();
-    s.push(suffix);
-    PathBuf::from(s)
 }
 
 fn lock_data_fs(data_fs: &Path) -> std::result::Result<LockGuard, String> {

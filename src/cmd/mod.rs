@@ -26,6 +26,26 @@ pub enum Format {
     Tsv,
 }
 
+/// A progress bar on stderr for long copies, hidden when quiet or when
+/// stderr is not a terminal (cron).
+pub fn progress_bar(len: u64, msg: String, quiet: bool) -> indicatif::ProgressBar {
+    use std::io::IsTerminal;
+    if quiet || !std::io::stderr().is_terminal() {
+        return indicatif::ProgressBar::hidden();
+    }
+    let pb = indicatif::ProgressBar::new(len);
+    pb.set_style(
+        indicatif::ProgressStyle::with_template(
+            "{msg} [{bar:30}] {bytes}/{total_bytes} {bytes_per_sec} eta {eta}",
+        )
+        // The template is a literal known to parse.
+        .expect("valid template")
+        .progress_chars("=> "),
+    );
+    pb.set_message(msg);
+    pb
+}
+
 /// Writes `text` to stdout; a closed pipe ends the command quietly.
 pub fn emit(text: &str) -> Result<(), CliError> {
     let mut out = std::io::stdout().lock();

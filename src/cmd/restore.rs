@@ -18,18 +18,20 @@
 //! server holds the target's lock.
 
 use std::collections::BTreeMap;
-use std::io::{IsTerminal, Read};
+use std::io::Read;
 use std::path::{Component, Path, PathBuf};
 
 use crate::cli::GlobalArgs;
 use crate::cmd::backup::last_timestamp;
 use crate::cmd::cut::coherent_cut;
 use crate::cmd::emit;
+use crate::cmd::progress_bar;
 use crate::config::{Config, StorageConfig};
 use crate::datafs::index::{index_for_prefix, FsIndex};
 use crate::datafs::DataFs;
 use crate::error::{CliError, Result};
 use crate::fsutil;
+use crate::fsutil::sibling;
 use crate::repozo::chain::Chain;
 use crate::repozo::copy::Progress;
 use crate::repozo::manifest::read_manifest;
@@ -101,29 +103,6 @@ struct Built<'a> {
     last_tid: Option<Tid>,
     index: Option<FsIndex>,
     notes: Vec<String>,
-}
-
-fn sibling(path: &Path, suffix: &str) -> PathBuf {
-    let mut s = path.as_os_str().to_owned();
-    s.push(suffix);
-    PathBuf::from(s)
-}
-
-fn progress_bar(len: u64, msg: String, quiet: bool) -> indicatif::ProgressBar {
-    if quiet || !std::io::stderr().is_terminal() {
-        return indicatif::ProgressBar::hidden();
-    }
-    let pb = indicatif::ProgressBar::new(len);
-    pb.set_style(
-        indicatif::ProgressStyle::with_template(
-            "{msg} [{bar:30}] {bytes}/{total_bytes} {bytes_per_sec} eta {eta}",
-        )
-        // The template is a literal known to parse.
-        .expect("valid template")
-        .progress_chars("=> "),
-    );
-    pb.set_message(msg);
-    pb
 }
 
 pub fn run(a: RestoreArgs, g: &GlobalArgs) -> Result<()> {
