@@ -399,3 +399,53 @@ fn status_file_write_errors_are_logged_and_serving_goes_on() {
     assert_code(&o, 0);
     assert!(text.len() <= 512);
 }
+
+#[test]
+fn bootstrap_trigger_url_is_fetched_for_missing_storages() {
+    use std::io::{Read, Write};
+    // A one-thread HTTP server recording request lines (bounded: it stops
+    // with the test process; each accept has the daemon's own timeouts).
+    let server = std::net::TcpListener::bind("127.0.0.1:0").unwrap();
+    let port = server.local_addr().unwrap().port();
+    let (tx, rx) = std::sync::mpsc::channel::<String>();
+    std::thread::spawn(move || {
+        for s in server.incoming().take(20) {
+            let Ok(mut s) = s else { continue };
+            let _ = s.set_read_timeout(Some(Duration::from_secs(5)));
+            let mut buf = [0u8; 2048];
+            let n = s.read(&mut buf).unwrap_or(0);
+            let req = String::from_utf8_lossy(&buf[..n]).into_owned();
+            let _ = s.write_all(b"HTTP/1.0 200 OK\r\nContent-Length: 2\r\n\r\nok");
+            if tx
+                .send(req.lines().next().unwrap_or("").to_string())
+                .is_err()
+            {
+                break;
+            }
+        }
+    });
+    let dir = tempfile::tempdir().unwrap();
+    std::fs::write(
+        dir.path().join("t.toml"),
+        format!(
+            "[bootstrap]\nurl = \"http://127.0.0.1:{port}/erp5/%s/modifyContext\"\nretry = \"1h\"\n\
+             [[storage]]\nid = \"s1\"\nmountpoint = \"root_1\"\n\
+             [[storage]]\nid = \"s2\"\nmountpoint = \"root_2\"\n"
+        ),
+    )
+    .unwrap();
+    let mut d = Daemon::start(dir.path(), &["-c", "t.toml"]);
+    let mut c = d.client();
+    publish(&mut c, "t1", &[("s2", 5)]);
+    let line = rx
+        .recv_timeout(DEADLINE)
+        .expect("the daemon fetched the URL");
+    assert_eq!(line, "GET /erp5/root_1/modifyContext HTTP/1.0");
+    assert!(
+        d.wait_log("answered HTTP/1.0 200 OK").is_some(),
+        "{}",
+        d.log.join("\n")
+    );
+    // The loop kept serving while the request ran.
+    assert!(!c.bootstraped());
+}
