@@ -348,6 +348,8 @@ struct Daemon {
     live: usize,
     /// Connections with unread input left by the read budget.
     again: Vec<Token>,
+    /// The accept budget ran out: accept again at the next turn.
+    accept_again: bool,
     /// The one read buffer, shared by every connection.
     scratch: Vec<u8>,
     engine: Engine,
@@ -405,6 +407,7 @@ impl Daemon {
             free: Vec::new(),
             live: 0,
             again: Vec::new(),
+            accept_again: false,
             scratch: vec![0; READ_CHUNK],
             engine,
             limits,
@@ -447,6 +450,9 @@ impl Daemon {
             for t in again {
                 self.conn_ready(t, true, false);
             }
+            if self.accept_again {
+                self.accept();
+            }
             for ev in events.iter() {
                 match ev.token() {
                     LISTENER => self.accept(),
@@ -478,7 +484,7 @@ impl Daemon {
 
     /// The poll timeout: the earliest deadline of every timer.
     fn timeout(&self) -> Option<Duration> {
-        if !self.again.is_empty() {
+        if !self.again.is_empty() || self.accept_again {
             return Some(Duration::ZERO);
         }
         let now = self.started.elapsed();
@@ -497,6 +503,7 @@ impl Daemon {
     }
 
     fn accept(&mut self) {
+        self.accept_again = false;
         for _ in 0..ACCEPT_BUDGET {
             let Some(l) = &self.listener else { return };
             let (mut sock, peer) = match l.accept() {
@@ -543,6 +550,9 @@ impl Daemon {
             self.live += 1;
             log::debug!("{peer}: connected");
         }
+        // Budget spent with connections possibly still queued: the listener
+        // is edge-triggered, so come back without waiting for a new one.
+        self.accept_again = true;
     }
 
     fn conn_ready(&mut self, token: Token, readable: bool, writable: bool) {
