@@ -200,6 +200,23 @@ impl Daemon {
         None
     }
 
+    /// Waits (bounded) until `n` log lines contain `needle`; returns how
+    /// many there were at the end.
+    pub fn wait_log_count(&mut self, needle: &str, n: usize) -> usize {
+        let end = Instant::now() + DEADLINE;
+        loop {
+            let have = self
+                .drain_log()
+                .iter()
+                .filter(|l| l.contains(needle))
+                .count();
+            if have >= n || Instant::now() >= end {
+                return have;
+            }
+            std::thread::sleep(Duration::from_millis(10));
+        }
+    }
+
     /// Collects the log lines that arrived so far.
     pub fn drain_log(&mut self) -> &[String] {
         while let Ok(l) = self.lines.try_recv() {
