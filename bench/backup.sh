@@ -2,7 +2,9 @@
 # Backup benchmark: `tidstorage backup`/`restore` against ZODB's repozo and
 # plain cp, side by side on one generated Data.fs.
 #
-# Usage: bench/backup.sh [SIZE] [DELTA]   (defaults 2G and 20M)
+# Usage: bench/backup.sh [SIZE] [DELTA] [MIX]   (defaults 2G, 20M and
+# gen_datafs's default object-size mix; MIX as gen_datafs's --mix, e.g.
+# 200:70,2000:29,50000:1 for mostly small objects as in bench/index.sh)
 #
 # Needs the test virtualenv (make venv) for repozo. Works in bench/work/
 # (gitignored), removed at the end. Every tool starts without a
@@ -14,6 +16,7 @@ set -euo pipefail
 cd "$(dirname "$0")/.."
 SIZE=${1:-2G}
 DELTA=${2:-20M}
+MIX=${3:-}
 PY=${TIDSTORAGE_PYTHON:-.venv/bin/python}
 REPOZO=$(dirname "$PY")/repozo
 W=bench/work/backup
@@ -29,10 +32,12 @@ G=target/release/examples/gen_datafs
 to_bytes() { numfmt --from=iec "$1"; }
 S0=$(to_bytes "$SIZE")
 D=$(to_bytes "$DELTA")
+GEN_ARGS=()
+if [ -n "$MIX" ]; then GEN_ARGS=(--mix "$MIX"); fi
 echo "generating $SIZE (+2 x $DELTA) ..." >&2
-$G "$W/big.fs" $((S0 + 2 * D)) >/dev/null
-$G "$W/Data.fs" "$S0" >/dev/null
-$G "$W/mid.fs" $((S0 + D)) >/dev/null
+BIG=$($G "$W/big.fs" $((S0 + 2 * D)) "${GEN_ARGS[@]}")
+$G "$W/Data.fs" "$S0" "${GEN_ARGS[@]}" >/dev/null
+$G "$W/mid.fs" $((S0 + D)) "${GEN_ARGS[@]}" >/dev/null
 L0=$(stat -c %s "$W/Data.fs")
 L1=$(stat -c %s "$W/mid.fs")
 L2=$(stat -c %s "$W/big.fs")
@@ -82,10 +87,35 @@ RQ=$(secs "$REPOZO" -B -Q -r "$W/repo-r" -f "$W/Data.fs")
 OR=$(secs $T -c "$W/t.toml" restore --no-cut --output-dir "$W/out" --date 2099-12-31)
 RR=$(secs "$REPOZO" -R -r "$W/repo-r" -o "$W/r.fs")
 cmp "$W/r.fs" "$W/Data.fs"
-cmp "$W/out/Data.fs" "$W/Data.fs" 2>/dev/null || cmp "$W/out/"*/Data.fs "$W/Data.fs" 2>/dev/null || cmp "$(find "$W/out" -name Data.fs)" "$W/Data.fs"
+RESTORED=$(find "$W/out" -name Data.fs)
+cmp "$RESTORED" "$W/Data.fs"
+
+# ZODB's read-only open of the restored file (as in bench/index.sh): with
+# the Data.fs.index restore wrote, then without it (ZODB scans the file).
+zodb_open() { # FILE EXPECT_USED_INDEX -> "seconds oids"
+    "$PY" - "$1" "$2" <<'PYEOF'
+import logging, sys, time
+logging.disable(logging.CRITICAL)
+from ZODB.FileStorage import FileStorage
+t = time.perf_counter()
+fs = FileStorage(sys.argv[1], read_only=True)
+secs = time.perf_counter() - t
+assert bool(fs._used_index) == (sys.argv[2] == "1"), "_used_index is %r" % fs._used_index
+print("%.3f %d" % (secs, len(fs._index)))
+fs.close()
+PYEOF
+}
+test -f "$RESTORED.index"
+cat "$RESTORED" >/dev/null  # same page-cache state for both opens
+read -r OPEN_IX OIDS_IX < <(zodb_open "$RESTORED" 1)
+mv "$RESTORED.index" "$W/restored.index"
+read -r OPEN_SCAN OIDS_SCAN < <(zodb_open "$RESTORED" 0)
+[ "$OIDS_IX" = "$OIDS_SCAN" ]  # our index holds every oid ZODB's scan finds
+# The restored file is the whole of big.fs (Data.fs grew into it).
+TXNS=$(echo "$BIG" | sed -n 's/.*"transactions": *\([0-9]*\).*/\1/p')
 
 echo
-echo "Data.fs $L0 bytes, deltas $((L1 - L0)) and $((L2 - L1)) bytes; $(nproc) cores; warm page cache"
+echo "Data.fs $L0 bytes, deltas $((L1 - L0)) and $((L2 - L1)) bytes${MIX:+, mix $MIX}; $(nproc) cores; warm page cache"
 echo
 echo "| operation | tidstorage (s) | reference (s) | ratio |"
 echo "|---|---|---|---|"
@@ -99,3 +129,6 @@ row "incremental --quick vs repozo -B -Q" "$OQ" "$RQ"
 row "restore vs repozo -R" "$OR" "$RR"
 echo
 echo "gzip backup sizes: ours (level 1) $(du -b "$W"/repo-tz/*.fsz | cut -f1) bytes, repozo (level 9) $(du -b "$W"/repo-rz/*.fsz | cut -f1) bytes"
+echo
+echo "ZODB read-only open of the restored file ($(stat -c %s "$RESTORED") bytes, $TXNS transactions, $OIDS_IX oids):"
+echo "with the Data.fs.index restore wrote (_used_index = 1): $OPEN_IX s; without it (scan): $OPEN_SCAN s"

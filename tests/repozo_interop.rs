@@ -540,3 +540,69 @@ fn restore_refuses_while_zeo_holds_the_file() {
         stderr(&o)
     );
 }
+
+/// Holds `path` open read-write with ZODB (its `.lock` taken, as a ZEO
+/// server does) until the returned child's stdin is closed.
+fn hold_open(path: &Path) -> std::process::Child {
+    let mut hold = Command::new(python())
+        .arg(repo_path("tests/python/zodb_tool.py"))
+        .args(["hold", path.to_str().unwrap()])
+        .stdin(Stdio::piped())
+        .stdout(Stdio::piped())
+        .spawn()
+        .unwrap();
+    let mut line = String::new();
+    use std::io::BufRead;
+    std::io::BufReader::new(hold.stdout.take().unwrap())
+        .read_line(&mut line)
+        .unwrap();
+    assert_eq!(line.trim(), "ready");
+    hold
+}
+
+/// Appends what a FileStorage has on disk between a commit's vote and its
+/// finish: a transaction with status 'c' (voted, not finished).
+fn append_voted_transaction(path: &Path, tid: u64) -> u64 {
+    let mut rec = Vec::new();
+    rec.extend_from_slice(&tid.to_be_bytes());
+    rec.extend_from_slice(&23u64.to_be_bytes());
+    rec.extend_from_slice(b"c\0\0\0\0\0\0");
+    rec.extend_from_slice(&23u64.to_be_bytes());
+    use std::io::Write;
+    let mut f = std::fs::OpenOptions::new().append(true).open(path).unwrap();
+    f.write_all(&rec).unwrap();
+    rec.len() as u64
+}
+
+#[test]
+fn a_commit_in_progress_on_a_live_file_is_not_reported_as_damage() {
+    let s = Site::new(0);
+    let tids = s.write(3);
+    let size = std::fs::metadata(s.data_fs()).unwrap().len();
+    // ZODB truncates a voted tail when it opens a file read-write: the
+    // server opens first, then its commit is in progress.
+    let mut hold = hold_open(&s.data_fs());
+    append_voted_transaction(&s.data_fs(), tids.last().unwrap() + 1);
+    let o = s.tid(&["backup", "--no-server"]);
+    drop(hold.stdin.take());
+    let _ = hold.wait();
+    assert_code(&o, 0);
+    let out = stdout(&o);
+    assert!(
+        out.contains(&format!(
+            "backed up to offset {size}, before a commit in progress"
+        )),
+        "{out}"
+    );
+    assert!(!out.contains("damaged"), "{out}");
+    assert_eq!(s.our_restore("out", &[]).len() as u64, size);
+
+    // Nobody holds the file any more: the same tail is damage (a commit
+    // interrupted by a crash), and said so.
+    next_second();
+    let out = s.ok(&["backup", "--no-server"]);
+    assert!(
+        out.contains(&format!("the Data.fs is damaged after offset {size}")),
+        "{out}"
+    );
+}

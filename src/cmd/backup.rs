@@ -418,7 +418,9 @@ fn backup_one(
                 ));
             }
             if let Some(d) = &cc.cut.damage {
-                if cc.cut.valid_end <= cc.cut.position {
+                if cc.cut.valid_end <= cc.cut.position
+                    && !commit_in_progress(&j.data_fs, cc.cut.zodb_refuses)
+                {
                     notes.push(format!("damage after the backed-up part: {d}"));
                 }
             }
@@ -429,10 +431,18 @@ fn backup_one(
                 .valid_prefix()
                 .map_err(|e| format!("cannot read the Data.fs: {e}"))?;
             if let Some(d) = &v.damage {
-                notes.push(format!(
-                    "the Data.fs is damaged after offset {}: backed up only before it ({d})",
-                    v.end
-                ));
+                if commit_in_progress(&j.data_fs, v.zodb_refuses) {
+                    notes.push(format!(
+                        "backed up to offset {}, before a commit in progress (the ZEO \
+                         server holds the file's lock)",
+                        v.end
+                    ));
+                } else {
+                    notes.push(format!(
+                        "the Data.fs is damaged after offset {}: backed up only before it ({d})",
+                        v.end
+                    ));
+                }
             }
             (v.end, v.last_tid)
         }
@@ -532,6 +542,21 @@ fn backup_one(
         notes,
         secs: t0.elapsed().as_secs_f64(),
     })
+}
+
+/// True when the bytes after a file's valid prefix are a commit a live
+/// server is writing rather than damage: ZODB quietly stops before them
+/// (a voted transaction not finished yet, or one still being appended)
+/// and the file's `.lock` is held. Reading a live file meets this on every
+/// busy backup; calling it damage would send the operator to cut or
+/// restore a healthy database.
+fn commit_in_progress(data_fs: &Path, zodb_refuses: bool) -> bool {
+    if zodb_refuses {
+        return false;
+    }
+    let mut lock = data_fs.as_os_str().to_owned();
+    lock.push(".lock");
+    matches!(fsutil::lock_is_held(Path::new(&lock)), Ok(true))
 }
 
 fn summary(j: &Job, d: &Done) -> String {

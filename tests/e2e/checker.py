@@ -12,8 +12,9 @@ import ZODB
 from ZODB.FileStorage import FileStorage
 
 
-def read(path):
+def read(path, used_index):
     st = FileStorage(path, read_only=True)
+    used_index[path] = bool(st._used_index)
     db = ZODB.DB(st)
     found = {}
     try:
@@ -29,7 +30,8 @@ def read(path):
 
 def main(paths):
     names = ["db%d" % i for i in range(len(paths))]
-    found = {n: read(p) for n, p in zip(names, paths)}
+    used_index = {}
+    found = {n: read(p, used_index) for n, p in zip(names, paths)}
     tags = {}
     for n in names:
         tags.update(found[n])
@@ -42,7 +44,8 @@ def main(paths):
         else:
             complete.append(seq)
     json.dump({"violations": violations, "complete": complete,
-               "per_db": {n: len(found[n]) for n in names}}, sys.stdout)
+               "per_db": {n: len(found[n]) for n in names},
+               "used_index": [used_index[p] for p in paths]}, sys.stdout)
 
 
 if __name__ == "__main__":

@@ -56,12 +56,13 @@ def start_daemon(tmp_path, config, port=0):
 
 
 class Worker:
-    def __init__(self, daemon_addr, servers, seed, window_every=0, dbs=None):
+    def __init__(self, daemon_addr, servers, seed, window_every=0, dbs=None, extra=()):
         args = [sys.executable, os.path.join(HERE, "worker.py"), "--server", daemon_addr,
                 "--zeo", ",".join(str(s.port) for s in servers), "--threads", str(THREADS),
                 "--seed", str(seed), "--window-every", str(window_every)]
         if dbs:
             args += ["--dbs", dbs]
+        args += list(extra)
         self.proc = tidharness._track(subprocess.Popen(
             args, stdin=subprocess.DEVNULL, stdout=subprocess.PIPE, stderr=subprocess.DEVNULL,
             env=tidharness.python_env()))
@@ -74,8 +75,12 @@ class Worker:
 
 
 def check(servers):
-    r = subprocess.run([sys.executable, os.path.join(HERE, "checker.py")] +
-                       [s.data_fs for s in servers], capture_output=True, text=True,
+    return check_files([s.data_fs for s in servers])
+
+
+def check_files(paths):
+    r = subprocess.run([sys.executable, os.path.join(HERE, "checker.py")] + list(paths),
+                       capture_output=True, text=True,
                        timeout=120, env=tidharness.python_env())
     assert r.returncode == 0, r.stderr
     return json.loads(r.stdout)

@@ -5,16 +5,21 @@ Each transaction takes a new global sequence number, picks a random
 non-empty set of the databases and writes, into each of them, the sequence
 number and the set (under a per-thread OOBTree, so threads never conflict).
 Output lines: READY, then WINDOW <seq> each time a thread sits in the
-test-only delay between two per-database tpc_finish calls.
+test-only delay between two per-database tpc_finish calls, and with
+--report-commits COMMITTED <seq> once a transaction's commit returned (it is
+then finished in every database it touched).
 
-Test-only knob: --window-every K makes every K-th multi-database transaction
-sleep --window-delay seconds after its first database finished. It wraps
+Test-only knobs: --window-every K makes every K-th multi-database transaction
+sleep --window-delay seconds after its first database finished;
+--window-trigger PATH makes the next multi-database transaction after PATH
+appears do so once (the thread that deletes PATH gets the window). It wraps
 ZODB's MVCCAdapterInstance.tpc_finish around the client's own wrapper, so
 the client package carries no test code.
 """
 
 import argparse
 import itertools
+import os
 import random
 import sys
 import threading
@@ -38,6 +43,15 @@ def say(line):
         sys.stdout.flush()
 
 
+def claim(trigger):
+    """True for the one caller that removes the trigger file."""
+    try:
+        os.unlink(trigger)
+        return True
+    except FileNotFoundError:
+        return False
+
+
 def main():
     p = argparse.ArgumentParser()
     p.add_argument("--server", required=True)
@@ -47,7 +61,9 @@ def main():
     p.add_argument("--seed", type=int, default=0)
     p.add_argument("--window-every", type=int, default=0)
     p.add_argument("--window-delay", type=float, default=0.5)
+    p.add_argument("--window-trigger", default=None)
     p.add_argument("--pause", type=float, default=0.0, help="seconds between commits")
+    p.add_argument("--report-commits", action="store_true")
     a = p.parse_args()
     ports = [int(x) for x in a.zeo.split(",")]
     names = ["db%d" % i for i in range(len(ports))]
@@ -104,8 +120,12 @@ def main():
                     conns[n].root()[key][s] = tag
                 if a.window_every and len(touched) > 1 and s % a.window_every == 0:
                     window.seq = s
+                if a.window_trigger and len(touched) > 1 and claim(a.window_trigger):
+                    window.seq = s
                 tm.commit()
                 failures = 0
+                if a.report_commits:
+                    say("COMMITTED %d" % s)
             except Exception:
                 failures += 1
                 try:
