@@ -10,7 +10,7 @@ RUN_DIR := run
 
 export TIDSTORAGE_PYTHON := $(abspath $(VENV_PY))
 
-.PHONY: all build release run test test-rust test-python lint check-static venv generate clean
+.PHONY: all build release run test test-rust test-python lint check-static venv generate install clean
 
 all: build
 
@@ -76,6 +76,23 @@ lint:
 generate:
 	$(CARGO) run --quiet -- generate man man
 	$(CARGO) run --quiet -- generate completions completions
+
+# Installs the static binary, the multi-call names, man pages and
+# completions under $(DESTDIR)$(PREFIX).
+PREFIX ?= /usr/local
+install: release
+	install -d $(DESTDIR)$(PREFIX)/bin $(DESTDIR)$(PREFIX)/share/man/man1 \
+		$(DESTDIR)$(PREFIX)/share/bash-completion/completions \
+		$(DESTDIR)$(PREFIX)/share/zsh/site-functions \
+		$(DESTDIR)$(PREFIX)/share/fish/vendor_completions.d
+	install -m 755 $(STATIC_BIN) $(DESTDIR)$(PREFIX)/bin/tidstorage
+	for n in tidstoraged tidstorage-serve tidstorage-dump tidstorage-bootstrap-status \
+		tidstorage-cut tidstorage-backup tidstorage-restore; do \
+		ln -sf tidstorage $(DESTDIR)$(PREFIX)/bin/$$n; done
+	install -m 644 man/*.1 $(DESTDIR)$(PREFIX)/share/man/man1/
+	install -m 644 completions/tidstorage.bash $(DESTDIR)$(PREFIX)/share/bash-completion/completions/tidstorage
+	install -m 644 completions/_tidstorage $(DESTDIR)$(PREFIX)/share/zsh/site-functions/_tidstorage
+	install -m 644 completions/tidstorage.fish $(DESTDIR)$(PREFIX)/share/fish/vendor_completions.d/tidstorage.fish
 
 clean:
 	$(CARGO) clean
