@@ -39,6 +39,31 @@ impl GlobalArgs {
     }
 }
 
+/// The reference part of `tidstorage --help` and of tidstorage(1).
+const AFTER_LONG_HELP: &str = "\
+Configuration:
+  -c FILE, else $TIDSTORAGE_CONFIG, else ./tidstorage.toml, else
+  /etc/tidstorage.toml (TOML; sections [server], [bootstrap], [backup] and
+  one [[storage]] per database with id, data_fs, repository, mountpoint).
+  Unknown keys and bad values are errors naming the file and line; relative
+  paths are relative to the file's directory; flags override the file.
+
+TIDs are accepted as a decimal integer, 16 hex digits (0x optional), the
+base64 of the 8 bytes, or a UTC time (2026-11-21T16:24:18Z).
+
+Exit status:
+  0  success
+  1  the answer is no (bootstrap-status: incomplete)
+  2  usage or configuration error
+  3  runtime failure (I/O, damaged data, unreachable daemon, failed storage)
+
+Files:
+  Data.fs.lock    held by a running ZEO/ZODB: cut and restore refuse the file
+  Data.fs.index   rewritten by cut and restore so ZODB opens without a scan
+  Data.fs.tail-*  bytes removed by cut (unless --discard-tail)
+
+See the README and docs/ of the source tree for the operator's guide.";
+
 #[derive(Debug, Parser)]
 #[command(
     name = "tidstorage",
@@ -50,7 +75,8 @@ impl GlobalArgs {
                   consistently.\n\nIt is also a multi-call binary: invoked as \
                   tidstorage-<subcommand> (or tidstoraged for serve) it runs that subcommand.",
     propagate_version = true,
-    disable_help_subcommand = true
+    disable_help_subcommand = true,
+    after_long_help = AFTER_LONG_HELP
 )]
 pub struct Cli {
     #[command(flatten)]
