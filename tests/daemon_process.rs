@@ -449,3 +449,24 @@ fn bootstrap_trigger_url_is_fetched_for_missing_storages() {
     // The loop kept serving while the request ran.
     assert!(!c.bootstraped());
 }
+
+#[test]
+fn fsync_interval_still_writes_every_record() {
+    let dir = tempfile::tempdir().unwrap();
+    let d = Daemon::start(
+        dir.path(),
+        &["--fsync", "interval", "--burst-period", "20ms"],
+    );
+    let mut c = bootstrapped(&d);
+    for i in 1..=5u64 {
+        publish(&mut c, &format!("t{i}"), &[("s1", i)]);
+        std::thread::sleep(Duration::from_millis(30));
+    }
+    wait_for("the last value in the status file", || {
+        read(&d.status_file).contains("'s1': 5")
+    });
+    // The loop is not spinning on the fsync deadline: it still answers.
+    assert_eq!(c.dump(), pt(&[("s1", 5)]));
+    let (code, _) = d.stop();
+    assert_eq!(code, Some(0));
+}

@@ -359,6 +359,8 @@ struct Daemon {
     /// Published values changed since the last record (the next `d`).
     delta: BTreeMap<String, Tid>,
     status_active: bool,
+    /// After a failed interval fsync, when to try again (no busy loop).
+    sync_retry_at: Duration,
     notices: NoticeLimiter,
     sink: logfile::LogSink,
     triggers: bootstrap::Triggers,
@@ -415,6 +417,7 @@ impl Daemon {
             schedule,
             delta: BTreeMap::new(),
             status_active: false,
+            sync_retry_at: Duration::ZERO,
             notices: NoticeLimiter::new(),
             sink,
             triggers,
@@ -493,6 +496,11 @@ impl Daemon {
             deadlines.extend(self.schedule.next_deadline());
         }
         deadlines.extend(self.engine.next_deadline());
+        // fsync = interval: records written since the last fsync.
+        deadlines.extend(self.writer.sync_deadline().map(|t| {
+            t.saturating_duration_since(self.started)
+                .max(self.sync_retry_at)
+        }));
         deadlines.extend(self.next_bootstrap_retry);
         let mut t = deadlines.into_iter().min().map(|d| d.saturating_sub(now));
         if self.triggers.busy() {
@@ -702,6 +710,17 @@ impl Daemon {
         if self.status_active {
             if let Some(kind) = self.schedule.due(now.mono) {
                 self.write_record(kind, now);
+            }
+        }
+        if now.mono >= self.sync_retry_at
+            && self
+                .writer
+                .sync_deadline()
+                .is_some_and(|t| t <= Instant::now())
+        {
+            if let Err(e) = self.writer.sync() {
+                log::error!("{e}; retrying in a second");
+                self.sync_retry_at = now.mono + Duration::from_secs(1);
             }
         }
     }
