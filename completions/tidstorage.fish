@@ -41,7 +41,7 @@ complete -c tidstorage -n "__fish_tidstorage_using_subcommand serve" -s p -l por
 complete -c tidstorage -n "__fish_tidstorage_using_subcommand serve" -s s -l status-file -d 'Status file (TID log) to replay at start-up and append to [default: ./tidstorage.tid]' -r -F
 complete -c tidstorage -n "__fish_tidstorage_using_subcommand serve" -l burst-period -d 'Minimum time between two `d` records (humantime, or seconds) [default: 1s]' -r
 complete -c tidstorage -n "__fish_tidstorage_using_subcommand serve" -l full-dump-period -d 'Time between two `f` records [default: 5m]' -r
-complete -c tidstorage -n "__fish_tidstorage_using_subcommand serve" -l fsync -d 'When to fsync the status file [default: always]' -r
+complete -c tidstorage -n "__fish_tidstorage_using_subcommand serve" -l fsync -d 'When to fsync the status file: always, interval (at most once a second), interval:DURATION, never [default: always]' -r
 complete -c tidstorage -n "__fish_tidstorage_using_subcommand serve" -s l -l log -d 'Server log file [default: standard error]' -r -F
 complete -c tidstorage -n "__fish_tidstorage_using_subcommand serve" -l pidfile -d 'Pid file, locked while the daemon runs (a second daemon refuses to start)' -r -F
 complete -c tidstorage -n "__fish_tidstorage_using_subcommand serve" -l user -d 'User to run as after binding (name or number, from /etc/passwd)' -r

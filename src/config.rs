@@ -16,6 +16,7 @@ use serde::de::{self, Deserializer};
 use serde::Deserialize;
 
 use crate::error::CliError;
+use crate::statuslog::FsyncPolicy;
 
 pub const DEFAULT_ADDRESS: &str = "127.0.0.1";
 pub const DEFAULT_PORT: u16 = 9001;
@@ -124,30 +125,16 @@ impl<'de> Deserialize<'de> for Cidr {
     }
 }
 
-/// When the status file is fsynced.
-#[derive(Debug, Clone, Copy, PartialEq, Eq, Deserialize, Default)]
-#[serde(rename_all = "lowercase")]
-pub enum FsyncMode {
-    /// After every record (the default: a record is on disk before the next).
-    #[default]
-    Always,
-    /// At most once a second.
-    Interval,
-    /// Leave it to the kernel.
-    Never,
-}
+/// When the status file is fsynced: the status log's own policy
+/// (`always`, `interval` = at most once a second, `interval:5s`, `never`),
+/// read from a string in the file.
+#[derive(Debug, Clone, Copy, PartialEq, Eq)]
+pub struct FsyncValue(pub FsyncPolicy);
 
-impl std::str::FromStr for FsyncMode {
-    type Err = String;
-    fn from_str(s: &str) -> Result<FsyncMode, String> {
-        match s {
-            "always" => Ok(FsyncMode::Always),
-            "interval" => Ok(FsyncMode::Interval),
-            "never" => Ok(FsyncMode::Never),
-            _ => Err(format!(
-                "invalid fsync mode {s:?}; use always, interval or never"
-            )),
-        }
+impl<'de> Deserialize<'de> for FsyncValue {
+    fn deserialize<D: Deserializer<'de>>(d: D) -> Result<Self, D::Error> {
+        let s = String::deserialize(d)?;
+        s.parse().map(FsyncValue).map_err(de::Error::custom)
     }
 }
 
@@ -172,7 +159,7 @@ struct ServerFile {
     status_file: Option<PathBuf>,
     burst_period: Option<DurationValue>,
     full_dump_period: Option<DurationValue>,
-    fsync: Option<FsyncMode>,
+    fsync: Option<FsyncValue>,
     log_file: Option<PathBuf>,
     pidfile: Option<PathBuf>,
     allow: Option<Vec<Cidr>>,
@@ -221,7 +208,7 @@ pub struct ServerConfig {
     pub status_file: PathBuf,
     pub burst_period: Duration,
     pub full_dump_period: Duration,
-    pub fsync: FsyncMode,
+    pub fsync: FsyncPolicy,
     pub log_file: Option<PathBuf>,
     pub pidfile: Option<PathBuf>,
     pub allow: Vec<Cidr>,
@@ -244,7 +231,7 @@ impl Default for ServerConfig {
             status_file: PathBuf::from(DEFAULT_STATUS_FILE),
             burst_period: Duration::from_secs(1),
             full_dump_period: Duration::from_secs(300),
-            fsync: FsyncMode::Always,
+            fsync: FsyncPolicy::Always,
             log_file: None,
             pidfile: None,
             allow: Vec::new(),
@@ -377,7 +364,7 @@ impl Config {
                 .full_dump_period
                 .map(|v| v.0)
                 .unwrap_or(d.full_dump_period),
-            fsync: s.fsync.unwrap_or(d.fsync),
+            fsync: s.fsync.map(|v| v.0).unwrap_or(d.fsync),
             log_file: s.log_file.map(resolve),
             pidfile: s.pidfile.map(resolve),
             allow: s.allow.unwrap_or_default(),
@@ -591,6 +578,15 @@ mountpoint = "erp5_root"
             );
             assert!(e.message.contains(what), "{t:?}: {}", e.message);
         }
+    }
+
+    #[test]
+    fn fsync_policies() {
+        let c = parse("[server]\nfsync = \"interval:5s\"\n").unwrap();
+        assert_eq!(c.server.fsync, FsyncPolicy::Interval(Duration::from_secs(5)));
+        let c = parse("[server]\nfsync = \"never\"\n").unwrap();
+        assert_eq!(c.server.fsync, FsyncPolicy::Never);
+        assert_eq!(parse("").unwrap().server.fsync, FsyncPolicy::Always);
     }
 
     #[test]

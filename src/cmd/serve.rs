@@ -4,8 +4,9 @@ use std::path::PathBuf;
 use std::time::Duration;
 
 use crate::cli::GlobalArgs;
-use crate::config::{parse_duration, Cidr, Config, FsyncMode};
+use crate::config::{parse_duration, Cidr, Config};
 use crate::error::{CliError, Result};
+use crate::statuslog::FsyncPolicy;
 
 fn duration_arg(s: &str) -> std::result::Result<Duration, String> {
     parse_duration(s)
@@ -32,9 +33,10 @@ pub struct ServeArgs {
     /// Time between two `f` records [default: 5m].
     #[arg(long, value_name = "DURATION", value_parser = duration_arg)]
     pub full_dump_period: Option<Duration>,
-    /// When to fsync the status file [default: always].
-    #[arg(long, value_name = "MODE")]
-    pub fsync: Option<FsyncMode>,
+    /// When to fsync the status file: always, interval (at most once a
+    /// second), interval:DURATION, never [default: always].
+    #[arg(long, value_name = "POLICY")]
+    pub fsync: Option<FsyncPolicy>,
     /// Server log file [default: standard error].
     #[arg(short = 'l', long = "log", value_name = "FILE")]
     pub log_file: Option<PathBuf>,

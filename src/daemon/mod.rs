@@ -22,11 +22,11 @@ use std::time::{Duration, Instant, SystemTime, UNIX_EPOCH};
 use mio::net::TcpListener;
 use mio::{Events, Interest, Poll, Token};
 
-use crate::config::{Config, FsyncMode};
+use crate::config::Config;
 use crate::engine::{BootstrapState, Engine, EngineConfig, Level, Notice, NoticeKind, Now};
 use crate::error::{CliError, Result};
 use crate::protocol::{self, Command, Limits};
-use crate::statuslog::{self, FsyncPolicy, RecordKind, ReplayOptions, Schedule, StatusWriter};
+use crate::statuslog::{self, RecordKind, ReplayOptions, Schedule, StatusWriter};
 use crate::tid::Tid;
 
 use conn::{Conn, ReadOutcome};
@@ -117,14 +117,6 @@ fn sockaddr(addr: &SocketAddr) -> (libc::sockaddr_storage, libc::socklen_t) {
         }
     };
     (storage, len as libc::socklen_t)
-}
-
-fn fsync_policy(m: FsyncMode) -> FsyncPolicy {
-    match m {
-        FsyncMode::Always => FsyncPolicy::Always,
-        FsyncMode::Interval => FsyncPolicy::Interval(Duration::from_secs(1)),
-        FsyncMode::Never => FsyncPolicy::Never,
-    }
 }
 
 /// Raises the soft open-files limit to the hard one: each client is a
@@ -233,7 +225,7 @@ pub fn serve(cfg: Config, detach: bool, level: log::LevelFilter) -> Result<()> {
     }
     process::drop_privileges(sc.user.as_deref(), sc.group.as_deref()).map_err(CliError::runtime)?;
 
-    let writer = StatusWriter::open(&sc.status_file, fsync_policy(sc.fsync)).map_err(|e| {
+    let writer = StatusWriter::open(&sc.status_file, sc.fsync).map_err(|e| {
         CliError::runtime(format!(
             "cannot open the status file {} for appending: {e}; check the directory and permissions",
             sc.status_file.display()
