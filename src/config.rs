@@ -583,7 +583,10 @@ mountpoint = "erp5_root"
     #[test]
     fn fsync_policies() {
         let c = parse("[server]\nfsync = \"interval:5s\"\n").unwrap();
-        assert_eq!(c.server.fsync, FsyncPolicy::Interval(Duration::from_secs(5)));
+        assert_eq!(
+            c.server.fsync,
+            FsyncPolicy::Interval(Duration::from_secs(5))
+        );
         let c = parse("[server]\nfsync = \"never\"\n").unwrap();
         assert_eq!(c.server.fsync, FsyncPolicy::Never);
         assert_eq!(parse("").unwrap().server.fsync, FsyncPolicy::Always);

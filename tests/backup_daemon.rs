@@ -185,3 +185,56 @@ fn backup_stops_at_the_coherent_tid_and_restore_gives_the_point() {
     drop(cl);
     daemon.stop();
 }
+
+#[test]
+fn backup_fires_the_bootstrap_trigger_of_a_storage_missing_from_the_point() {
+    let dir = tempfile::tempdir().unwrap();
+    let d = dir.path();
+    write_config(d, "daemon.toml", 0, &["a"]);
+    let ta = zodb_write(&d.join("a/Data.fs"), 2);
+    let daemon = Daemon::start(d, &["-c", "daemon.toml"]);
+    let mut cl = daemon.client();
+    cl.begin("t0", &["a"]);
+    cl.commit("t0", &[("a", ta[0])]);
+    cl.wait_bootstrapped();
+    cl.begin("t1", &["a"]);
+    cl.commit("t1", &[("a", ta[1])]);
+    assert_eq!(cl.dump(), pt(&[("a", ta[1])]));
+    // c never committed since the daemon started: only its trigger can
+    // make it known. The trigger reports c's last real TID, as the
+    // bootstrap helper's commit through ZEO would.
+    write_config(d, "backup.toml", daemon.port, &["a", "c"]);
+    let tc = zodb_write(&d.join("c/Data.fs"), 2);
+    let script = d.join("touch.sh");
+    std::fs::write(
+        &script,
+        format!(
+            "#!/bin/bash\nid=\"$TIDSTORAGE_STORAGE_ID\"\n\
+             printf 'BEGIN\\nboot-%s\\n1\\n%s\\nCOMMIT\\nboot-%s\\n1\\n%s\\n{}\\n' \"$id\" \"$id\" \"$id\" \"$id\" \
+             > /dev/tcp/127.0.0.1/{}\n",
+            tc[1], daemon.port
+        ),
+    )
+    .unwrap();
+    std::fs::set_permissions(&script, std::os::unix::fs::PermissionsExt::from_mode(0o755)).unwrap();
+    let mut cfg = std::fs::read_to_string(d.join("backup.toml")).unwrap();
+    cfg.push_str(&format!(
+        "[bootstrap]\ncommand = \"{}\"\n",
+        script.display()
+    ));
+    std::fs::write(d.join("backup.toml"), cfg).unwrap();
+    let o = run_in(
+        d,
+        &["-c", "backup.toml", "backup", "--bootstrap-wait", "20s"],
+    );
+    assert_code(&o, 0);
+    assert!(
+        stderr(&o).contains("firing their bootstrap triggers"),
+        "{}",
+        stderr(&o)
+    );
+    assert_eq!(cl.dump().get("c"), Some(&tc[1]));
+    assert!(d.join("timestamps.log").exists(), "a complete run");
+    drop(cl);
+    daemon.stop();
+}

@@ -25,6 +25,7 @@ use crate::client::{server_address, DaemonClient};
 use crate::cmd::emit;
 use crate::cmd::progress_bar;
 use crate::config::{parse_duration, Config, StorageConfig};
+use crate::daemon::bootstrap::Triggers;
 use crate::datafs::index::{index_for_prefix, FsIndex};
 use crate::datafs::DataFs;
 use crate::error::{CliError, Result};
@@ -149,7 +150,7 @@ pub fn run(a: BackupArgs, g: &GlobalArgs) -> Result<()> {
     } else {
         let addr = server_address(a.server.as_deref(), &c);
         let ids: Vec<&str> = jobs.iter().map(|j| j.cfg.id.as_str()).collect();
-        Some(take_point(&addr, &ids, a.bootstrap_wait)?)
+        Some(take_point(&addr, &ids, a.bootstrap_wait, &c)?)
     };
 
     let mut done: Vec<(Job, Done)> = Vec::new();
@@ -369,26 +370,41 @@ fn prepare<'a>(s: &'a StorageConfig, c: &Config) -> std::result::Result<Job<'a>,
     })
 }
 
-/// Asks the daemon for its point; waits (bounded) while some of `ids`
-/// are missing from it.
-fn take_point(addr: &str, ids: &[&str], wait: Duration) -> Result<BTreeMap<String, Tid>> {
+/// Asks the daemon for its point; while some of `ids` are missing from it
+/// (the daemon just started and has not seen them commit), fires their
+/// `[bootstrap]` triggers once and waits (bounded) for them to show up.
+fn take_point(
+    addr: &str,
+    ids: &[&str],
+    wait: Duration,
+    c: &Config,
+) -> Result<BTreeMap<String, Tid>> {
     let end = Instant::now() + wait;
     let mut client = DaemonClient::connect(addr)
         .map_err(|e| CliError::runtime(format!("{}; nothing was backed up", e.message)))?;
-    let mut announced = false;
+    let mut triggers: Option<Triggers> = None;
     loop {
         let point: BTreeMap<String, Tid> = client.dump()?.into_iter().collect();
-        let missing: Vec<&&str> = ids.iter().filter(|i| !point.contains_key(**i)).collect();
+        let missing: Vec<String> = ids
+            .iter()
+            .filter(|i| !point.contains_key(**i))
+            .map(|i| i.to_string())
+            .collect();
+        if let Some(t) = &mut triggers {
+            t.reap();
+        }
         if missing.is_empty() || Instant::now() + POLL > end {
             return Ok(point);
         }
-        if !announced {
+        if triggers.is_none() {
             log::warn!(
-                "the daemon at {addr} has no coherent TID yet for {missing:?}; waiting up to {} \
-                 for its bootstrap",
+                "the daemon at {addr} has no coherent TID yet for {missing:?}; firing their \
+                 bootstrap triggers and waiting up to {}",
                 humantime::format_duration(wait)
             );
-            announced = true;
+            let mut t = Triggers::new(c.bootstrap.clone(), &c.storages, addr.to_string());
+            t.fire(&missing);
+            triggers = Some(t);
         }
         std::thread::sleep(POLL);
     }

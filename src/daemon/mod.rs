@@ -7,7 +7,7 @@
 //! It must not decide anything about coherency (the engine does), parse
 //! frames (the codec does) or format records (the status log does).
 
-mod bootstrap;
+pub mod bootstrap;
 mod conn;
 mod logfile;
 mod process;
