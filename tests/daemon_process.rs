@@ -470,3 +470,48 @@ fn fsync_interval_still_writes_every_record() {
     let (code, _) = d.stop();
     assert_eq!(code, Some(0));
 }
+
+#[test]
+fn daemon_mode_with_relative_paths_keeps_them_relative_to_the_start_directory() {
+    let dir = tempfile::tempdir().unwrap();
+    std::fs::write(
+        dir.path().join("t.toml"),
+        "[server]\nport = 0\nstatus_file = \"rel.tid\"\n",
+    )
+    .unwrap();
+    let o = run_in(
+        dir.path(),
+        &[
+            "-c",
+            "t.toml",
+            "serve",
+            "--daemon",
+            "--pidfile",
+            "d.pid",
+            "--log",
+            "d.log",
+        ],
+    );
+    assert_code(&o, 0);
+    let pid = dir.path().join("d.pid");
+    let log = dir.path().join("d.log");
+    wait_for("the pidfile", || !read(&pid).trim().is_empty());
+    wait_for("listening", || read(&log).contains("listening on"));
+    let port: u16 = read(&log)
+        .lines()
+        .find_map(|l| l.split("listening on ").nth(1))
+        .and_then(|a| a.trim().rsplit(':').next())
+        .unwrap()
+        .parse()
+        .unwrap();
+    let mut c = Client::connect(port);
+    c.begin("w", &[]);
+    c.abort("w");
+    c.wait_bootstrapped();
+    publish(&mut c, "t1", &[("s1", 9)]);
+    let daemon_pid: i32 = read(&pid).trim().parse().unwrap();
+    // SAFETY: kill(2) on the daemon this test started.
+    unsafe { libc::kill(daemon_pid, libc::SIGTERM) };
+    wait_for("the pidfile to go", || !pid.exists());
+    assert!(read(&dir.path().join("rel.tid")).contains("'s1': 9"));
+}

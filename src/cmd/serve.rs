@@ -106,5 +106,29 @@ pub fn run(a: ServeArgs, g: &GlobalArgs) -> Result<()> {
             "--burst-period and --full-dump-period must be greater than zero",
         ));
     }
+    // --daemon changes directory to /: every path the daemon opens later
+    // (status file, log on HUP, pidfile at exit) must not depend on it.
+    let cwd = std::env::current_dir()
+        .map_err(|e| CliError::runtime(format!("cannot read the current directory: {e}")))?;
+    let absolute = |p: &mut PathBuf| {
+        if p.is_relative() {
+            *p = cwd.join(&*p);
+        }
+    };
+    absolute(&mut s.status_file);
+    if let Some(p) = &mut s.log_file {
+        absolute(p);
+    }
+    if let Some(p) = &mut s.pidfile {
+        absolute(p);
+    }
+    if let Some(p) = &mut c.bootstrap.command {
+        absolute(p);
+    }
+    for st in &mut c.storages {
+        if let Some(p) = &mut st.data_fs {
+            absolute(p);
+        }
+    }
     crate::daemon::serve(c, a.daemon, g.level(log::LevelFilter::Info))
 }
