@@ -350,6 +350,9 @@ struct Daemon {
     schedule: Schedule,
     /// Published values changed since the last record (the next `d`).
     delta: BTreeMap<String, Tid>,
+    /// The encoded DUMP answer for the current point; dropped whenever a
+    /// published value changes (a 2,000-storage answer is 100 KB).
+    dump_cache: Option<Vec<u8>>,
     status_active: bool,
     /// After a failed interval fsync, when to try again (no busy loop).
     sync_retry_at: Duration,
@@ -408,6 +411,7 @@ impl Daemon {
             writer,
             schedule,
             delta: BTreeMap::new(),
+            dump_cache: None,
             status_active: false,
             sync_retry_at: Duration::ZERO,
             notices: NoticeLimiter::new(),
@@ -625,18 +629,33 @@ impl Daemon {
             let now = self.now();
             match cmd {
                 Command::Begin { txn, storages } => self.engine.begin(now, &txn, &storages),
-                Command::Commit { txn, tids } => self.engine.commit(now, &txn, &tids),
-                Command::Abort { txn } => self.engine.abort(now, &txn),
+                Command::Commit { txn, tids } => {
+                    self.engine.commit(now, &txn, &tids);
+                    self.collect_changes(now);
+                }
+                Command::Abort { txn } => {
+                    self.engine.abort(now, &txn);
+                    self.collect_changes(now);
+                }
                 Command::Dump => {
-                    let p = self.engine.published();
-                    if let Err(e) =
-                        protocol::encode_dump(&mut c.out, p.iter().map(|(s, t)| (s.as_str(), *t)))
-                    {
-                        // Only a storage id loaded from a hand-edited status
-                        // file can hold a newline; the wire cannot carry it.
-                        log::error!("{}: cannot answer DUMP: {e}; fix the status file", c.peer);
-                        return false;
+                    if self.dump_cache.is_none() {
+                        let mut answer = Vec::new();
+                        let p = self.engine.published();
+                        if let Err(e) = protocol::encode_dump(
+                            &mut answer,
+                            p.iter().map(|(s, t)| (s.as_str(), *t)),
+                        ) {
+                            // Only a storage id loaded from a hand-edited
+                            // status file can hold a newline; the wire
+                            // cannot carry it.
+                            log::error!("{}: cannot answer DUMP: {e}; fix the status file", c.peer);
+                            return false;
+                        }
+                        self.dump_cache = Some(answer);
                     }
+                    // Set just above when it was empty.
+                    c.out
+                        .extend_from_slice(self.dump_cache.as_deref().unwrap_or_default());
                 }
                 Command::Bootstraped => {
                     protocol::encode_bootstraped(&mut c.out, self.engine.is_bootstrapped())
@@ -654,6 +673,17 @@ impl Daemon {
                 }
                 Command::Unknown(w) => log::debug!("{}: unknown command {w:?} ignored", c.peer),
             }
+        }
+    }
+
+    /// Takes the published values that changed from the engine: into the
+    /// next `d` record, and out of the cached DUMP answer.
+    fn collect_changes(&mut self, now: Now) {
+        let changed = self.engine.take_changed();
+        if !changed.is_empty() {
+            self.delta.extend(changed);
+            self.schedule.on_changed(now.mono);
+            self.dump_cache = None;
         }
     }
 
@@ -692,11 +722,7 @@ impl Daemon {
         if now.mono >= self.notices.window_start + NOTICE_WINDOW {
             self.notices.roll(&mut self.engine, now.mono);
         }
-        let changed = self.engine.take_changed();
-        if !changed.is_empty() {
-            self.delta.extend(changed);
-            self.schedule.on_changed(now.mono);
-        }
+        self.collect_changes(now);
         self.bootstrap(now);
         self.triggers.reap();
         if self.status_active {
