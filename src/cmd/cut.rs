@@ -358,7 +358,8 @@ pub fn run(a: CutArgs, g: &GlobalArgs) -> Result<()> {
         Ok(())
     } else {
         Err(CliError::runtime(format!(
-            "{} of {} cut(s) failed: {}",
+            "{} of {} cut(s) failed: {}; the other files are cut; fix the cause and run the \
+             same cut again (files already at the point are left as they are)",
             failed.len(),
             plans.len(),
             failed.join("; ")
