@@ -3,8 +3,9 @@
 
 mod common;
 use common::*;
+use tidstorage::fsutil::sibling;
 
-use std::path::{Path, PathBuf};
+use std::path::PathBuf;
 
 struct Site {
     dir: tempfile::TempDir,
@@ -79,10 +80,6 @@ fn cut(site: &Site, extra: &[&str]) -> std::process::Output {
 
 fn snapshot(files: &[PathBuf]) -> Vec<Vec<u8>> {
     files.iter().map(|f| std::fs::read(f).unwrap()).collect()
-}
-
-fn sibling(p: &Path, suffix: &str) -> PathBuf {
-    PathBuf::from(format!("{}{suffix}", p.display()))
 }
 
 #[test]

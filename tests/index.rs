@@ -6,10 +6,10 @@
 
 mod common;
 use common::*;
+use tidstorage::fsutil::sibling;
 
 use std::collections::BTreeMap;
 use std::path::{Path, PathBuf};
-use std::process::Command;
 
 use proptest::prelude::*;
 use tidstorage::datafs::index::{
@@ -19,17 +19,7 @@ use tidstorage::datafs::DataFs;
 
 /// Runs `tests/python/index_tool.py ARGS` and parses its JSON answer.
 fn tool(args: &[&str]) -> serde_json::Value {
-    let out = Command::new(python())
-        .arg(repo_path("tests/python/index_tool.py"))
-        .args(args)
-        .output()
-        .expect("run python");
-    assert!(
-        out.status.success(),
-        "index_tool {args:?} failed:\n{}",
-        String::from_utf8_lossy(&out.stderr)
-    );
-    serde_json::from_slice(&out.stdout).expect("index_tool prints JSON")
+    py_tool("index_tool.py", args)
 }
 
 fn zodb_map(v: &serde_json::Value) -> BTreeMap<u64, u64> {
@@ -51,10 +41,6 @@ fn no_progress() -> impl FnMut(u64, u64) {
 
 fn full_index(df: &DataFs) -> FsIndex {
     build_index(df, df.size(), None, &mut no_progress()).unwrap()
-}
-
-fn sibling(p: &Path, suffix: &str) -> PathBuf {
-    PathBuf::from(format!("{}{suffix}", p.display()))
 }
 
 /// A ZODB-written file exercising the index (several oid prefixes, pack,

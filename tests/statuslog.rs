@@ -2,6 +2,8 @@
 //! of our lines, real Python `repr` lines through our parser, replay rules,
 //! torn last lines, any read split, and the writer's guarantees.
 
+mod common;
+
 use std::collections::BTreeMap;
 use std::fs;
 use std::io::{self, BufReader, Read};
@@ -17,19 +19,6 @@ use tidstorage::statuslog::{
 use tidstorage::tid::Tid;
 
 // ---------------------------------------------------------------- helpers
-
-/// The venv's Python 3 (ZODB's ground truth for the whole project).
-fn python3() -> PathBuf {
-    if let Some(p) = std::env::var_os("TIDSTORAGE_PYTHON") {
-        return PathBuf::from(p);
-    }
-    let p = Path::new(env!("CARGO_MANIFEST_DIR")).join(".venv/bin/python");
-    assert!(
-        p.exists(),
-        "no python for the compatibility tests: run `make venv` (or set TIDSTORAGE_PYTHON)"
-    );
-    p
-}
 
 /// Python 2.7 as pyenv installs it, when present (the original daemon's
 /// language; not every machine has it).
@@ -217,7 +206,7 @@ fn lines_from_the_original_daemon_parse() {
 #[test]
 fn lines_written_by_real_python_parse_to_the_same_dicts() {
     let dir = tempfile::tempdir().unwrap();
-    let mut pythons = vec![("python3", python3())];
+    let mut pythons = vec![("python3", common::python())];
     match python2() {
         Some(p) => pythons.push(("python2", p)),
         None => {
@@ -302,7 +291,7 @@ fn real_python_eval_of_our_lines_gives_the_same_dicts() {
     fs::write(&lines, &text).unwrap();
     fs::write(&expect, serde_json::to_vec(&expected).unwrap()).unwrap();
     let args = ["check", lines.to_str().unwrap(), expect.to_str().unwrap()];
-    let out = run_python(&python3(), &args);
+    let out = run_python(&common::python(), &args);
     assert!(out.contains("checked 3000 lines, 0 bad"), "{out}");
     match python2() {
         Some(py2) => {

@@ -504,11 +504,7 @@ fn backup_one(
     // The index is built on a second thread while the bytes are copied.
     let previous_index = match chain_ref.and_then(|c| c.links.last()) {
         Some(l) => j.repo.index_path(&l.file),
-        None => {
-            let mut p = j.data_fs.as_os_str().to_owned();
-            p.push(".index");
-            PathBuf::from(p)
-        }
+        None => fsutil::sibling(&j.data_fs, ".index"),
     };
     let (written, index) = std::thread::scope(|s| {
         let ix = s.spawn(|| {
@@ -570,9 +566,10 @@ fn commit_in_progress(data_fs: &Path, zodb_refuses: bool) -> bool {
     if zodb_refuses {
         return false;
     }
-    let mut lock = data_fs.as_os_str().to_owned();
-    lock.push(".lock");
-    matches!(fsutil::lock_is_held(Path::new(&lock)), Ok(true))
+    matches!(
+        fsutil::lock_is_held(&fsutil::sibling(data_fs, ".lock")),
+        Ok(true)
+    )
 }
 
 fn summary(j: &Job, d: &Done) -> String {

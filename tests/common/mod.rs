@@ -30,19 +30,26 @@ pub fn repo_path(rel: &str) -> PathBuf {
     Path::new(env!("CARGO_MANIFEST_DIR")).join(rel)
 }
 
-/// Runs `tests/python/zodb_tool.py ARGS` and parses its JSON answer.
-pub fn zodb(args: &[&str]) -> serde_json::Value {
+/// Runs `tests/python/SCRIPT ARGS` with the venv python and parses the
+/// JSON it prints.
+pub fn py_tool(script: &str, args: &[&str]) -> serde_json::Value {
     let out = Command::new(python())
-        .arg(repo_path("tests/python/zodb_tool.py"))
+        .arg(repo_path(&format!("tests/python/{script}")))
         .args(args)
         .output()
         .expect("run python");
     assert!(
         out.status.success(),
-        "zodb_tool {args:?} failed:\n{}",
+        "{script} {args:?} failed:\n{}",
         String::from_utf8_lossy(&out.stderr)
     );
-    serde_json::from_slice(&out.stdout).expect("zodb_tool prints JSON")
+    serde_json::from_slice(&out.stdout)
+        .unwrap_or_else(|e| panic!("{script} {args:?} printed no JSON ({e})"))
+}
+
+/// Runs `tests/python/zodb_tool.py ARGS` and parses its JSON answer.
+pub fn zodb(args: &[&str]) -> serde_json::Value {
+    py_tool("zodb_tool.py", args)
 }
 
 /// Writes N real ZODB transactions into `path`; returns their TIDs.
