@@ -325,6 +325,58 @@ fn bootstrap_trigger_command_runs_for_missing_storages() {
 }
 
 #[test]
+fn a_trigger_still_running_at_shutdown_is_stopped_with_the_daemon() {
+    let dir = tempfile::tempdir().unwrap();
+    let script = dir.path().join("hang.sh");
+    let pids = dir.path().join("pids");
+    // One trigger exits on SIGTERM; the other ignores it and must be killed.
+    std::fs::write(
+        &script,
+        format!(
+            "#!/bin/sh
+if [ \"$TIDSTORAGE_STORAGE_ID\" = s3 ]; then trap '' TERM; fi
+\
+             echo $$ >> {}
+while :; do sleep 0.05; done
+",
+            pids.display()
+        ),
+    )
+    .unwrap();
+    std::fs::set_permissions(&script, std::os::unix::fs::PermissionsExt::from_mode(0o755)).unwrap();
+    std::fs::write(
+        dir.path().join("t.toml"),
+        format!(
+            "[bootstrap]\ncommand = \"{}\"\nretry = \"1h\"\n\
+             [[storage]]\nid = \"s1\"\n[[storage]]\nid = \"s2\"\n[[storage]]\nid = \"s3\"\n",
+            script.display()
+        ),
+    )
+    .unwrap();
+    let d = Daemon::start(dir.path(), &["-c", "t.toml"]);
+    let mut c = d.client();
+    publish(&mut c, "t1", &[("s1", 5)]);
+    wait_for("both triggers running", || read(&pids).lines().count() == 2);
+    let children: Vec<i32> = read(&pids).lines().map(|l| l.parse().unwrap()).collect();
+    let alive = |pid: i32| {
+        std::path::Path::new(&format!("/proc/{pid}")).exists()
+            && !read(std::path::Path::new(&format!("/proc/{pid}/stat"))).contains(") Z ")
+    };
+    assert!(children.iter().all(|p| alive(*p)));
+    let (code, log) = d.stop();
+    assert_eq!(code, Some(0), "{}", log.join("\n"));
+    let log = log.join("\n");
+    assert!(log.contains("stopping the trigger for s2"), "{log}");
+    assert!(
+        log.contains("the trigger for s3") && log.contains("killed"),
+        "{log}"
+    );
+    for pid in children {
+        assert!(!alive(pid), "trigger pid {pid} outlived the daemon\n{log}");
+    }
+}
+
+#[test]
 fn user_and_group_are_dropped_after_binding() {
     let dir = tempfile::tempdir().unwrap();
     // The status file is opened after the drop: let "nobody" write there.

@@ -373,6 +373,10 @@ fn prepare<'a>(s: &'a StorageConfig, c: &Config) -> std::result::Result<Job<'a>,
 /// Asks the daemon for its point; while some of `ids` are missing from it
 /// (the daemon just started and has not seen them commit), fires their
 /// `[bootstrap]` triggers once and waits (bounded) for them to show up.
+/// How long a bootstrap trigger fired by `backup` gets to exit, once its
+/// commit was seen or the wait is over, before it is stopped.
+const TRIGGER_GRACE: Duration = Duration::from_secs(5);
+
 fn take_point(
     addr: &str,
     ids: &[&str],
@@ -394,6 +398,14 @@ fn take_point(
             t.reap();
         }
         if missing.is_empty() || Instant::now() + POLL > end {
+            if let Some(t) = &mut triggers {
+                // Their commits were seen: let them close cleanly. A
+                // trigger that did not get through by now is stuck.
+                if missing.is_empty() {
+                    t.wait(TRIGGER_GRACE);
+                }
+                t.stop(TRIGGER_GRACE);
+            }
             return Ok(point);
         }
         if triggers.is_none() {

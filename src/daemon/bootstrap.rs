@@ -143,6 +143,51 @@ impl Triggers {
     }
 }
 
+impl Triggers {
+    /// Waits up to `limit` for running trigger commands to exit on their own.
+    pub fn wait(&mut self, limit: Duration) {
+        let end = std::time::Instant::now() + limit;
+        self.reap();
+        while !self.children.is_empty() && std::time::Instant::now() < end {
+            std::thread::sleep(Duration::from_millis(10));
+            self.reap();
+        }
+    }
+
+    /// Stops trigger commands still running when their owner exits, so
+    /// none outlives it (and none reports to whatever listens on the
+    /// address next): SIGTERM, up to `grace` to exit, then SIGKILL. HTTP
+    /// requests run on threads that end with the process.
+    pub fn stop(&mut self, grace: Duration) {
+        self.reap();
+        if self.children.is_empty() {
+            return;
+        }
+        for (id, child) in &self.children {
+            log::info!(
+                "bootstrap: stopping the trigger for {id} (pid {}), still running",
+                child.id()
+            );
+            // SAFETY: kill(2) on a child we spawned and have not reaped.
+            unsafe { libc::kill(child.id() as libc::pid_t, libc::SIGTERM) };
+        }
+        let end = std::time::Instant::now() + grace;
+        while !self.children.is_empty() && std::time::Instant::now() < end {
+            std::thread::sleep(Duration::from_millis(10));
+            self.children
+                .retain_mut(|(_, c)| matches!(c.try_wait(), Ok(None)));
+        }
+        for (id, mut child) in self.children.drain(..) {
+            log::warn!(
+                "bootstrap: the trigger for {id} (pid {}) ignored SIGTERM; killed",
+                child.id()
+            );
+            let _ = child.kill();
+            let _ = child.wait();
+        }
+    }
+}
+
 /// A minimal HTTP/1.0 GET returning the status line; `http://` only.
 fn http_get(url: &str, timeout: Duration) -> Result<String, String> {
     let rest = url

@@ -263,6 +263,9 @@ pub fn serve(cfg: Config, detach: bool, level: log::LevelFilter) -> Result<()> {
 /// second would fill the disk). Counters in INFO still count every one.
 const NOTICES_PER_WINDOW: u32 = 20;
 const NOTICE_WINDOW: Duration = Duration::from_secs(10);
+/// How long a bootstrap trigger still running at shutdown gets to exit
+/// after SIGTERM before it is killed.
+const TRIGGER_GRACE: Duration = Duration::from_secs(2);
 
 /// Rate limit of engine notices in the log, per kind. Over the budget a
 /// kind is muted in the engine (counted there, not even formatted) until
@@ -845,6 +848,7 @@ impl Daemon {
                 log::error!("cannot fsync the status file: {e}");
             }
         }
+        self.triggers.stop(TRIGGER_GRACE);
         log::info!(
             "stopped; {} connection(s) closed, {} transaction(s) were in flight",
             self.live,
