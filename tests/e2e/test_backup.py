@@ -32,7 +32,7 @@ RUNS = [
 ]
 # Long enough for a whole backup run (which may wait up to a second for the
 # clock to reach a fresh name) to fit inside the window.
-WINDOW_DELAY = 3.0
+WINDOW_DELAY = 5.0
 REPORT = []
 
 
