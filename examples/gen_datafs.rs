@@ -1,15 +1,16 @@
 //! Writes a large *valid* Data.fs fast, for benchmarks.
 //!
 //! Usage: `gen_datafs OUT SIZE [--mix SIZE:WEIGHT,...] [--records-per-txn N]
-//! [--seed S]`, SIZE like `4G`, `300M`, `65536`. Default mix:
+//! [--oids N] [--seed S]`, SIZE like `4G`, `300M`, `65536`. Default mix:
 //! `100:400,500:400,3000:150,50000:45,1500000:5` (object sizes in bytes : weight).
+//! The first `--oids` records (default 100,000) create objects 0, 1, 2...;
+//! later records rewrite objects picked at random, as a live database does.
 //!
 //! The layout is what ZODB's FileStorage writes (magic FS30, transaction
 //! headers, data records with prev pointers and tloc, redundant lengths);
 //! the pickles are filler bytes, which ZODB's open never unpickles. Prints
 //! one JSON line: size, transactions, first/middle/last tid.
 
-use std::collections::HashMap;
 use std::fs::File;
 use std::io::{self, BufWriter, Write};
 use std::path::Path;
@@ -21,6 +22,8 @@ pub struct Options {
     /// (object size, weight)
     pub mix: Vec<(u64, u32)>,
     pub records_per_txn: u32,
+    /// Number of distinct objects (oids 0..oids).
+    pub oids: u64,
     pub seed: u64,
 }
 
@@ -55,8 +58,9 @@ pub fn write_datafs(out: &Path, opts: &Options) -> io::Result<Summary> {
     // About one millisecond between transactions.
     let step = (1u64 << 32) / 60_000;
     let mut tid = first;
-    let mut last_pos: HashMap<u64, u64> = HashMap::new();
-    let oids = 100_000u64;
+    // Offset of each object's newest record (0: none yet).
+    let oids = opts.oids.max(1);
+    let mut last_pos: Vec<u64> = Vec::new();
     let filler = vec![0x55u8; 1 << 16];
     let mut transactions = 0u64;
     let mut middle = None;
@@ -72,7 +76,13 @@ pub fn write_datafs(out: &Path, opts: &Options) -> io::Result<Summary> {
                     }
                     pick -= *wgt as u64;
                 }
-                (rng.next() % oids, size.max(1))
+                let oid = if (last_pos.len() as u64) < oids {
+                    last_pos.push(0);
+                    last_pos.len() as u64 - 1
+                } else {
+                    rng.next() % oids
+                };
+                (oid, size.max(1))
             })
             .collect();
         let header_len = 23u64;
@@ -85,7 +95,7 @@ pub fn write_datafs(out: &Path, opts: &Options) -> io::Result<Summary> {
         w.write_all(&[0u8; 6])?;
         let mut rpos = tpos + header_len;
         for (oid, plen) in records {
-            let prev = last_pos.insert(oid, rpos).unwrap_or(0);
+            let prev = std::mem::replace(&mut last_pos[oid as usize], rpos);
             w.write_all(&oid.to_be_bytes())?;
             w.write_all(&tid.0.to_be_bytes())?;
             w.write_all(&prev.to_be_bytes())?;
@@ -150,7 +160,7 @@ pub fn parse_mix(s: &str) -> Result<Vec<(u64, u32)>, String> {
 fn main() {
     let args: Vec<String> = std::env::args().skip(1).collect();
     let usage =
-        "usage: gen_datafs OUT SIZE [--mix SIZE:WEIGHT,...] [--records-per-txn N] [--seed S]";
+        "usage: gen_datafs OUT SIZE [--mix SIZE:WEIGHT,...] [--records-per-txn N] [--oids N] [--seed S]";
     if args.len() < 2 {
         eprintln!("{usage}");
         std::process::exit(2);
@@ -163,6 +173,7 @@ fn main() {
         size: parse_size(&args[1]).unwrap_or_else(|e| fail(e)),
         mix: parse_mix("100:400,500:400,3000:150,50000:45,1500000:5").unwrap_or_else(|e| fail(e)),
         records_per_txn: 3,
+        oids: 100_000,
         seed: 1,
     };
     let mut i = 2;
@@ -174,6 +185,11 @@ fn main() {
             "--mix" => opts.mix = parse_mix(value).unwrap_or_else(|e| fail(e)),
             "--records-per-txn" => {
                 opts.records_per_txn = value
+                    .parse()
+                    .unwrap_or_else(|_| fail(format!("invalid count {value:?}")))
+            }
+            "--oids" => {
+                opts.oids = value
                     .parse()
                     .unwrap_or_else(|_| fail(format!("invalid count {value:?}")))
             }

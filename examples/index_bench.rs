@@ -36,6 +36,15 @@ fn main() {
         full.len()
     );
 
+    // Peak resident memory so far: the mapping of the file is not
+    // resident (reads go through pread), so this is the index's cost.
+    let peak = peak_rss_bytes();
+    println!(
+        "peak_rss {} bytes, {:.1} bytes per oid",
+        peak,
+        peak as f64 / full.len().max(1) as f64
+    );
+
     let t = Instant::now();
     full.save(df.size(), &index_path)
         .unwrap_or_else(|e| fail(e.to_string()));
@@ -76,4 +85,17 @@ fn main() {
         t.elapsed().as_secs_f64()
     );
     assert_eq!(built, fixed.index, "fix-up and full build differ");
+}
+
+/// VmHWM of this process (Linux), 0 when unknown.
+fn peak_rss_bytes() -> u64 {
+    std::fs::read_to_string("/proc/self/status")
+        .ok()
+        .and_then(|s| {
+            s.lines()
+                .find(|l| l.starts_with("VmHWM:"))
+                .and_then(|l| l.split_whitespace().nth(1))
+                .and_then(|kb| kb.parse::<u64>().ok())
+        })
+        .map_or(0, |kb| kb * 1024)
 }

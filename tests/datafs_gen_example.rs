@@ -21,7 +21,9 @@ fn generated_file_is_opened_by_zodb_and_passes_verify() {
         size: gen_datafs::parse_size("3M").unwrap(),
         mix: gen_datafs::parse_mix("100:50,5000:45,1200K:5").unwrap(),
         records_per_txn: 3,
-        seed: 42,
+        // Few objects: the file holds rewrites with back pointers too.
+        oids: 50,
+        seed: 7,
     };
     let s = gen_datafs::write_datafs(&path, &opts).unwrap();
     assert_eq!(std::fs::metadata(&path).unwrap().len(), s.size);
@@ -53,6 +55,14 @@ fn generated_file_is_opened_by_zodb_and_passes_verify() {
     let v: serde_json::Value = serde_json::from_slice(&out.stdout).unwrap();
     assert_eq!(v["size"].as_u64(), Some(s.size), "zodb: {v}");
     assert_eq!(v["last_tid"].as_u64(), Some(s.last_tid.0), "zodb: {v}");
+    // Every object was created, and ZODB reaches every record by following
+    // each object's back pointers.
+    assert_eq!(v["oids"]["count"].as_u64(), Some(50), "zodb: {v}");
+    assert_eq!(
+        v["oids"]["revisions"].as_u64(),
+        Some(3 * s.transactions),
+        "zodb: {v}"
+    );
 }
 
 #[test]
