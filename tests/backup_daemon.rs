@@ -206,17 +206,15 @@ fn backup_fires_the_bootstrap_trigger_of_a_storage_missing_from_the_point() {
     write_config(d, "backup.toml", daemon.port, &["a", "c"]);
     let tc = zodb_write(&d.join("c/Data.fs"), 2);
     let script = d.join("touch.sh");
-    std::fs::write(
+    write_script(
         &script,
-        format!(
+        &format!(
             "#!/bin/bash\nid=\"$TIDSTORAGE_STORAGE_ID\"\n\
              printf 'BEGIN\\nboot-%s\\n1\\n%s\\nCOMMIT\\nboot-%s\\n1\\n%s\\n{}\\n' \"$id\" \"$id\" \"$id\" \"$id\" \
              > /dev/tcp/127.0.0.1/{}\n",
             tc[1], daemon.port
         ),
-    )
-    .unwrap();
-    std::fs::set_permissions(&script, std::os::unix::fs::PermissionsExt::from_mode(0o755)).unwrap();
+    );
     let mut cfg = std::fs::read_to_string(d.join("backup.toml")).unwrap();
     cfg.push_str(&format!(
         "[bootstrap]\ncommand = \"{}\"\n",

@@ -281,19 +281,13 @@ fn bootstrap_trigger_command_runs_for_missing_storages() {
     let dir = tempfile::tempdir().unwrap();
     let script = dir.path().join("touch.sh");
     let out = dir.path().join("triggered");
-    std::fs::write(
+    write_script(
         &script,
-        format!(
+        &format!(
             "#!/bin/sh\necho \"$TIDSTORAGE_STORAGE_ID $TIDSTORAGE_MOUNTPOINT $TIDSTORAGE_DATA_FS\" >> {}\n",
             out.display()
         ),
-    )
-    .unwrap();
-    std::os::unix::fs::PermissionsExt::set_mode(
-        &mut std::fs::metadata(&script).unwrap().permissions(),
-        0o755,
     );
-    std::fs::set_permissions(&script, std::os::unix::fs::PermissionsExt::from_mode(0o755)).unwrap();
     std::fs::write(
         dir.path().join("t.toml"),
         format!(
@@ -330,20 +324,16 @@ fn a_trigger_still_running_at_shutdown_is_stopped_with_the_daemon() {
     let script = dir.path().join("hang.sh");
     let pids = dir.path().join("pids");
     // One trigger exits on SIGTERM; the other ignores it and must be killed.
-    std::fs::write(
+    write_script(
         &script,
-        format!(
-            "#!/bin/sh
-if [ \"$TIDSTORAGE_STORAGE_ID\" = s3 ]; then trap '' TERM; fi
-\
-             echo $$ >> {}
-while :; do sleep 0.05; done
-",
+        &format!(
+            "#!/bin/sh\n\
+             if [ \"$TIDSTORAGE_STORAGE_ID\" = s3 ]; then trap '' TERM; fi\n\
+             echo $$ >> {}\n\
+             while :; do sleep 0.05; done\n",
             pids.display()
         ),
-    )
-    .unwrap();
-    std::fs::set_permissions(&script, std::os::unix::fs::PermissionsExt::from_mode(0o755)).unwrap();
+    );
     std::fs::write(
         dir.path().join("t.toml"),
         format!(

@@ -365,3 +365,9 @@ impl Client {
 pub fn pt(pairs: &[(&str, u64)]) -> Point {
     pairs.iter().map(|(s, t)| (s.to_string(), *t)).collect()
 }
+
+/// Writes an executable script (mode 0755).
+pub fn write_script(path: &Path, text: &str) {
+    std::fs::write(path, text).unwrap();
+    std::fs::set_permissions(path, std::os::unix::fs::PermissionsExt::from_mode(0o755)).unwrap();
+}
