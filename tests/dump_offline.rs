@@ -3,6 +3,7 @@
 
 mod common;
 use common::*;
+use tidstorage::tid::Tid;
 
 const ORIGINAL: &str =
     "1732212345.67 f {'[[[\"127.0.0.1\", 8100]], \"1\"]': 285899593185544149L}\n\
@@ -42,6 +43,21 @@ fn original_format_in_every_output_format() {
         &["dump", "--status-file", "s.tid", "--format", "tsv"],
     );
     assert_eq!(stdout(&o).lines().count(), 2);
+    // Every TID form parses back to the same TID (the time to the
+    // microsecond it shows).
+    let tsv = stdout(&o);
+    let row: Vec<&str> = tsv.lines().nth(1).unwrap().split('\t').collect();
+    assert_eq!(row.len(), 5, "{row:?}");
+    let tid = Tid(285899593185544150);
+    for form in [row[1], row[2], row[4]] {
+        assert_eq!(form.parse::<Tid>(), Ok(tid), "{form}");
+    }
+    assert_eq!(row[3].parse::<Tid>().unwrap().rfc3339(), row[3]);
+    assert_eq!(v["point"][1]["base64"], tid.base64());
+    let o = run_in(dir.path(), &["dump", "--status-file", "s.tid"]);
+    let text = stdout(&o);
+    assert!(text.lines().next().unwrap().contains("BASE64"), "{text}");
+    assert!(text.contains(&tid.base64()), "{text}");
 }
 
 #[test]

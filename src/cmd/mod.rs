@@ -66,6 +66,7 @@ pub fn tid_json(t: Tid) -> serde_json::Value {
     serde_json::json!({
         "tid": t.0,
         "hex": t.hex(),
+        "base64": t.base64(),
         "time": t.rfc3339(),
     })
 }
@@ -79,38 +80,44 @@ pub fn point_text<'a>(rows: impl IntoIterator<Item = (&'a str, Tid)>) -> String 
         .max()
         .unwrap_or(0)
         .max("STORAGE".len());
-    let mut out = format!("{:<w$}  {:>20}  {:<16}  TIME\n", "STORAGE", "TID", "HEX");
+    let mut out = format!(
+        "{:<w$}  {:>20}  {:<16}  {:<12}  TIME\n",
+        "STORAGE", "TID", "HEX", "BASE64"
+    );
     for (s, t) in rows {
         let pad = w - s.chars().count();
         out.push_str(&format!(
-            "{s}{:pad$}  {:>20}  {}  {}\n",
+            "{s}{:pad$}  {:>20}  {}  {}  {}\n",
             "",
             t.0,
             t.hex(),
+            t.base64(),
             t.rfc3339()
         ));
     }
     out
 }
 
-/// Renders rows as `storage<TAB>tid<TAB>hex<TAB>time` lines.
+/// Renders rows as `storage<TAB>tid<TAB>hex<TAB>time<TAB>base64` lines
+/// (base64 last: it came later, and scripts cut the first columns).
 pub fn point_tsv<'a>(rows: impl IntoIterator<Item = (&'a str, Tid)>) -> String {
     let mut out = String::new();
     for (s, t) in rows {
         // Storage ids never contain newlines (the protocol cannot carry
         // them); tabs would break columns, so escape them.
         out.push_str(&format!(
-            "{}\t{}\t{}\t{}\n",
+            "{}\t{}\t{}\t{}\t{}\n",
             s.replace('\t', "\\t"),
             t.0,
             t.hex(),
-            t.rfc3339()
+            t.rfc3339(),
+            t.base64()
         ));
     }
     out
 }
 
-/// Renders rows as a JSON array of `{storage, tid, hex, time}` objects.
+/// Renders rows as a JSON array of `{storage, tid, hex, base64, time}` objects.
 pub fn point_json<'a>(rows: impl IntoIterator<Item = (&'a str, Tid)>) -> serde_json::Value {
     serde_json::Value::Array(
         rows.into_iter()
