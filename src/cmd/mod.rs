@@ -187,11 +187,12 @@ mod tests {
     fn tsv_and_json() {
         assert_eq!(
             point_tsv([("a\tb", Tid(1))]),
-            "a\\tb\t1\t0000000000000001\t1900-01-01T00:00:00.000000Z\n"
+            "a\\tb\t1\t0000000000000001\t1900-01-01T00:00:00.000000Z\tAAAAAAAAAAE=\n"
         );
         let j = point_json([("s", Tid(291936934231455914))]);
         assert_eq!(j[0]["storage"], "s");
         assert_eq!(j[0]["tid"], 291936934231455914u64);
         assert_eq!(j[0]["hex"], "040d2b184daeb8aa");
+        assert_eq!(j[0]["base64"], "BA0rGE2uuKo=");
     }
 }
