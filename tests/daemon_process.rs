@@ -46,15 +46,17 @@ fn records_follow_the_point_and_term_writes_a_final_full_record() {
     c.wait_bootstrapped();
     std::thread::sleep(Duration::from_millis(100));
     publish(&mut c, "t1", &[("a", 2), ("b", 3)]);
-    wait_for("a d record", || read(&d.status_file).contains(" d "));
-    publish(&mut c, "t2", &[("b", 4)]);
-    wait_for("a second d record", || {
-        read(&d.status_file).matches(" d ").count() >= 2
+    // The point was empty when bootstrap completed: the first f waits for
+    // the first values.
+    wait_for("the first record", || {
+        read(&d.status_file).contains("'a': 2")
     });
+    publish(&mut c, "t2", &[("b", 4)]);
+    wait_for("a d record", || read(&d.status_file).contains(" d "));
     let text = read(&d.status_file);
     let lines: Vec<&str> = text.lines().collect();
     assert!(
-        lines[0].contains(" f "),
+        lines[0].contains(" f {'a': 2, 'b': 3}"),
         "an f record first after opening: {text}"
     );
     // The last d record holds only what changed (b).
@@ -77,14 +79,45 @@ fn records_follow_the_point_and_term_writes_a_final_full_record() {
         &["dump", "--status-file", "status.tid", "--format", "tsv"],
     );
     assert_code(&o, 0);
+    let row = |s: &str, t: tidstorage::tid::Tid| {
+        format!(
+            "{s}\t{}\t{}\t{}\t{}\n",
+            t.0,
+            t.hex(),
+            t.rfc3339(),
+            t.base64()
+        )
+    };
     assert_eq!(
         stdout(&o),
-        format!(
-            "a\t2\t{}\nb\t4\t{}\n",
-            tidstorage::tid::Tid(2).hex() + "\t" + &tidstorage::tid::Tid(2).rfc3339(),
-            tidstorage::tid::Tid(4).hex() + "\t" + &tidstorage::tid::Tid(4).rfc3339()
-        )
+        row("a", tidstorage::tid::Tid(2)) + &row("b", tidstorage::tid::Tid(4))
     );
+}
+
+#[test]
+fn no_record_is_written_while_the_point_is_empty() {
+    // The original's readers (check_tid_log.py, tid_log_to_full.py,
+    // restore_tidstorage.py) assert that every record names a storage.
+    let dir = tempfile::tempdir().unwrap();
+    let mut d = Daemon::start(dir.path(), &["--burst-period", "20ms"]);
+    // No storage configured: bootstrap completes at the first end, with
+    // nothing published yet.
+    let mut c = bootstrapped(&d);
+    // A reopen asks for a full record too.
+    d.signal(libc::SIGHUP);
+    assert!(d.wait_log("reopened").is_some());
+    std::thread::sleep(Duration::from_millis(100));
+    assert_eq!(read(&d.status_file), "", "a record of an empty point");
+    publish(&mut c, "t1", &[("a", 7)]);
+    wait_for("the first record", || {
+        read(&d.status_file).contains("'a': 7")
+    });
+    let (code, log) = d.stop();
+    assert_eq!(code, Some(0), "{}", log.join("\n"));
+    let text = read(&dir.path().join("status.tid"));
+    let first = text.lines().next().unwrap();
+    assert!(first.contains(" f {'a': 7}"), "{text}");
+    assert!(!text.contains("{}"), "{text}");
 }
 
 #[test]

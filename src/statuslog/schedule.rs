@@ -14,7 +14,10 @@
 //! - when both are due, `f` wins (it carries the change too);
 //! - after `failed`, nothing is due for one `burst_period` (at least
 //!   `MIN_RETRY`, so a zero burst period cannot spin on a full disk); what
-//!   was due stays due.
+//!   was due stays due;
+//! - after `point_empty` (the `f` that was due would be `{}`, which the
+//!   original's readers reject), nothing is due until the next change,
+//!   and then the `f` is.
 
 use std::time::Duration;
 
@@ -34,6 +37,8 @@ pub struct Schedule {
     /// The first change not yet written.
     changed_since: Option<Duration>,
     retry_at: Option<Duration>,
+    /// The point had nothing to write: wait for a change.
+    empty_point: bool,
 }
 
 impl Schedule {
@@ -46,6 +51,7 @@ impl Schedule {
             last_record: None,
             changed_since: None,
             retry_at: None,
+            empty_point: false,
         }
     }
 
@@ -60,11 +66,18 @@ impl Schedule {
     /// The published point changed.
     pub fn on_changed(&mut self, now: Duration) {
         self.changed_since.get_or_insert(now);
+        self.empty_point = false;
+    }
+
+    /// The record that was due would hold no storage: write nothing until
+    /// the point changes (the `f` stays due and goes out then).
+    pub fn point_empty(&mut self) {
+        self.empty_point = true;
     }
 
     /// Which record to write now, if any.
     pub fn due(&self, now: Duration) -> Option<RecordKind> {
-        if !self.opened || self.retry_at.is_some_and(|r| now < r) {
+        if !self.opened || self.empty_point || self.retry_at.is_some_and(|r| now < r) {
             return None;
         }
         if now >= self.full_due {
@@ -94,7 +107,7 @@ impl Schedule {
     /// When `due` may next return a record; `None` while nothing can become
     /// due without an event (not opened yet).
     pub fn next_deadline(&self) -> Option<Duration> {
-        if !self.opened {
+        if !self.opened || self.empty_point {
             return None;
         }
         let mut at = self.full_due;
@@ -227,6 +240,22 @@ mod tests {
             Some(RecordKind::Delta),
             "the change is still pending"
         );
+    }
+
+    #[test]
+    fn an_empty_point_waits_for_the_first_change_then_goes_out_as_f() {
+        let mut sc = sched();
+        sc.on_opened(s(0));
+        assert_eq!(sc.due(s(0)), Some(RecordKind::Full));
+        sc.point_empty();
+        assert_eq!(sc.due(s(0)), None);
+        assert_eq!(sc.due(s(1000)), None, "not even the periodic f");
+        assert_eq!(sc.next_deadline(), None, "no timer: only a change helps");
+        sc.on_changed(s(1001));
+        assert_eq!(sc.due(s(1001)), Some(RecordKind::Full));
+        sc.written(RecordKind::Full, s(1001));
+        assert_eq!(sc.due(s(1002)), None);
+        assert_eq!(sc.next_deadline(), Some(s(1301)));
     }
 
     #[test]

@@ -7,6 +7,7 @@ every process started here is killed by ``stop_all()`` (called by the
 pytest fixtures and at exit), so a failing test leaves nothing running.
 """
 
+import ast
 import atexit
 import json
 import os
@@ -64,6 +65,48 @@ def stop_all():
 
 
 atexit.register(stop_all)
+
+
+PYTHON2 = os.environ.get("PYTHON2") or os.path.expanduser("~/.pyenv/versions/2.7.18/bin/python")
+
+
+def original_product():
+    """(python2, directory) of the original Products.TIDStorage 5.5.0, as
+    bench/original/setup.sh installs it from PyPI (once; it is cached in
+    bench/work/). Skips the calling test when there is no Python 2.7."""
+    import pytest
+    if not os.path.exists(PYTHON2):
+        pytest.skip("no Python 2.7 at %s (set PYTHON2): the original product needs it" % PYTHON2)
+    r = subprocess.run(["sh", os.path.join(REPO, "bench", "original", "setup.sh")],
+                       capture_output=True, text=True, timeout=300,
+                       env=dict(os.environ, PYTHON2=PYTHON2))
+    assert r.returncode == 0, "bench/original/setup.sh failed:\n" + r.stdout + r.stderr
+    return PYTHON2, os.path.join(REPO, "bench", "work", "orig-py2", "Products", "TIDStorage")
+
+
+def status_point(status_file):
+    """{storage id: tid} as `tidstorage dump --status-file` replays it."""
+    r = subprocess.run([tidstorage_bin(), "dump", "--status-file", status_file,
+                        "--format", "json"], capture_output=True, text=True, timeout=60)
+    assert r.returncode == 0, r.stderr
+    return {p["storage"]: p["tid"] for p in json.loads(r.stdout)["point"]}
+
+
+def original_check_tid_log(status_file):
+    """Runs the original's utils/check_tid_log.py (Python 2) on a status
+    file; returns {storage id: tid} as it printed them."""
+    python2, product = original_product()
+    with open(status_file, "rb") as f:
+        r = subprocess.run([python2, os.path.join(product, "utils", "check_tid_log.py")],
+                           stdin=f, capture_output=True, text=True, timeout=120)
+    assert r.returncode == 0, "the original check_tid_log.py rejects %s:\n%s" % (
+        status_file, r.stderr)
+    point = {}
+    for line in r.stdout.splitlines():
+        # It prints "%r %r": a Python 2 string repr, then an int (maybe 123L).
+        key, value = line.rsplit(" ", 1)
+        point[ast.literal_eval(key)] = int(value.rstrip("L"))
+    return point
 
 
 def wait_until(pred, timeout=DEADLINE, what="condition", interval=0.02):
