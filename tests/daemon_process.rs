@@ -310,6 +310,49 @@ fn bootstrap_status_wait_until_complete() {
 }
 
 #[test]
+fn bootstrap_status_wait_covers_a_daemon_not_listening_yet() {
+    let dir = tempfile::tempdir().unwrap();
+    // A port nobody listens on until the daemon starts there.
+    let port = std::net::TcpListener::bind("127.0.0.1:0")
+        .unwrap()
+        .local_addr()
+        .unwrap()
+        .port();
+    let server = format!("127.0.0.1:{port}");
+    let mut waiter = std::process::Command::new(bin())
+        .args(["bootstrap-status", "--server", &server, "--wait", "30s"])
+        .stdout(std::process::Stdio::piped())
+        .stderr(std::process::Stdio::piped())
+        .spawn()
+        .unwrap();
+    std::thread::sleep(Duration::from_millis(600));
+    assert!(
+        waiter.try_wait().unwrap().is_none(),
+        "gave up before the daemon was there"
+    );
+    let args: Vec<String> = [
+        "serve",
+        "--port",
+        &port.to_string(),
+        "--status-file",
+        "s.tid",
+    ]
+    .iter()
+    .map(|s| s.to_string())
+    .collect();
+    let d = Daemon::start_args(dir.path(), &args, dir.path().join("s.tid"));
+    let _c = bootstrapped(&d);
+    let o = waiter.wait_with_output().unwrap();
+    assert_eq!(
+        o.status.code(),
+        Some(0),
+        "{}",
+        String::from_utf8_lossy(&o.stderr)
+    );
+    assert_eq!(String::from_utf8_lossy(&o.stdout), "complete\n");
+}
+
+#[test]
 fn bootstrap_trigger_command_runs_for_missing_storages() {
     let dir = tempfile::tempdir().unwrap();
     let script = dir.path().join("touch.sh");

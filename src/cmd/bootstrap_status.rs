@@ -7,14 +7,15 @@ use crate::cli::GlobalArgs;
 use crate::client::{server_address, DaemonClient};
 use crate::cmd::emit;
 use crate::config::{parse_duration, Config};
-use crate::error::{CliError, Result};
+use crate::error::{CliError, ExitKind, Result};
 
 #[derive(Debug, Clone, clap::Args)]
 pub struct BootstrapStatusArgs {
     /// Daemon to ask, HOST:PORT [default: [server] address:port of the configuration].
     #[arg(long, value_name = "HOST:PORT")]
     pub server: Option<String>,
-    /// Poll until complete, for at most this long (e.g. 5m); exit 1 if still incomplete.
+    /// Poll until complete, for at most this long (e.g. 5m), also while the daemon is not
+    /// reachable yet; exit 1 if still incomplete (3 if never reached).
     #[arg(long, value_name = "DURATION", value_parser = parse_duration)]
     pub wait: Option<Duration>,
 }
@@ -27,28 +28,37 @@ pub fn run(a: BootstrapStatusArgs, g: &GlobalArgs) -> Result<()> {
     let c = Config::load(g.config.as_deref())?;
     let addr = server_address(a.server.as_deref(), &c);
     let end = a.wait.map(|w| Instant::now() + w);
-    let mut client = DaemonClient::connect(&addr)?;
+    let mut client = None;
     loop {
-        let done = match client.bootstrapped() {
-            Ok(d) => d,
-            // The daemon may restart while we wait: reconnect once per poll.
-            Err(e) if end.is_some_and(|t| Instant::now() < t) => {
-                log::debug!("{e}; reconnecting");
-                std::thread::sleep(POLL);
-                client = DaemonClient::connect(&addr)?;
-                continue;
-            }
-            Err(e) => return Err(e),
-        };
-        if done {
-            return emit("complete\n");
-        }
-        match end {
-            Some(t) if Instant::now() + POLL < t => std::thread::sleep(POLL),
-            _ => {
+        let answer = ask(&mut client, &addr);
+        let now = Instant::now();
+        let waiting = end.is_some_and(|t| now < t);
+        match answer {
+            Ok(true) => return emit("complete\n"),
+            Ok(false) if !waiting => {
                 emit("incomplete\n")?;
                 return Err(CliError::no(String::new()));
             }
+            Ok(false) => {}
+            // With --wait, a daemon not listening yet (or restarting) is
+            // asked again at the next poll; a bad address is not.
+            Err(e) if waiting && e.kind != ExitKind::Usage => {
+                log::debug!("{}; asking again", e.message);
+                client = None;
+            }
+            Err(e) => return Err(e),
+        }
+        if let Some(t) = end {
+            // The last poll falls on the deadline itself.
+            std::thread::sleep(POLL.min(t.saturating_duration_since(now)));
         }
     }
+}
+
+/// One BOOTSTRAPED question, connecting first when needed.
+fn ask(client: &mut Option<DaemonClient>, addr: &str) -> Result<bool> {
+    if client.is_none() {
+        *client = Some(DaemonClient::connect(addr)?);
+    }
+    client.as_mut().expect("connected above").bootstrapped()
 }
