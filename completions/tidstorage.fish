@@ -66,7 +66,7 @@ complete -c tidstorage -n "__fish_tidstorage_using_subcommand dump" -s q -l quie
 complete -c tidstorage -n "__fish_tidstorage_using_subcommand dump" -s h -l help -d 'Print help (see more with \'--help\')'
 complete -c tidstorage -n "__fish_tidstorage_using_subcommand dump" -s V -l version -d 'Print version'
 complete -c tidstorage -n "__fish_tidstorage_using_subcommand bootstrap-status" -l server -d 'Daemon to ask, HOST:PORT [default: [server] address:port of the configuration]' -r
-complete -c tidstorage -n "__fish_tidstorage_using_subcommand bootstrap-status" -l wait -d 'Poll until complete, for at most this long (e.g. 5m); exit 1 if still incomplete' -r
+complete -c tidstorage -n "__fish_tidstorage_using_subcommand bootstrap-status" -l wait -d 'Poll until complete, for at most this long (e.g. 5m), also while the daemon is not reachable yet; exit 1 if still incomplete (3 if never reached)' -r
 complete -c tidstorage -n "__fish_tidstorage_using_subcommand bootstrap-status" -s c -l config -d 'Configuration file (TOML). Default: $TIDSTORAGE_CONFIG, then ./tidstorage.toml, then /etc/tidstorage.toml' -r -F
 complete -c tidstorage -n "__fish_tidstorage_using_subcommand bootstrap-status" -s v -l verbose -d 'More output (repeat for more)'
 complete -c tidstorage -n "__fish_tidstorage_using_subcommand bootstrap-status" -s q -l quiet -d 'Less output (repeat for less)'
@@ -104,7 +104,7 @@ complete -c tidstorage -n "__fish_tidstorage_using_subcommand restore" -s V -l v
 complete -c tidstorage -n "__fish_tidstorage_using_subcommand cut" -l tid-log -d 'Status file to take the point from (default: [server] status_file)' -r -F
 complete -c tidstorage -n "__fish_tidstorage_using_subcommand cut" -l server -d 'Take the point from a daemon still running (HOST:PORT): fresher than the status file when only the ZEO servers crashed' -r
 complete -c tidstorage -n "__fish_tidstorage_using_subcommand cut" -l storage -d 'Cut only this configured storage (repeatable)' -r
-complete -c tidstorage -n "__fish_tidstorage_using_subcommand cut" -l format -d 'Output format of the plan' -r -f -a "text\t'Aligned columns for people'
+complete -c tidstorage -n "__fish_tidstorage_using_subcommand cut" -l format -d 'Output format of the plan. TSV rows: storage, data_fs, tid, tid hex, current size, cut position, bytes removed, transactions removed, index action' -r -f -a "text\t'Aligned columns for people'
 json\t'One JSON document (machine-stable keys)'
 tsv\t'Tab-separated rows, no header'"
 complete -c tidstorage -n "__fish_tidstorage_using_subcommand cut" -s c -l config -d 'Configuration file (TOML). Default: $TIDSTORAGE_CONFIG, then ./tidstorage.toml, then /etc/tidstorage.toml' -r -F

@@ -111,6 +111,28 @@ fn dry_run_plans_and_changes_nothing() {
         assert_eq!(p["transactions_removed"], (5 - keep) as u64);
         assert_eq!(p["data_fs"], s.files[i].display().to_string());
     }
+    // The same plan as TSV rows, one per storage.
+    let o = cut(&s, &["--dry-run", "--format", "tsv"]);
+    assert_code(&o, 0);
+    let rows: Vec<Vec<String>> = stdout(&o)
+        .lines()
+        .map(|l| l.split('\t').map(str::to_string).collect())
+        .collect();
+    assert_eq!(rows.len(), 3, "{}", stdout(&o));
+    for (r, p) in rows.iter().zip(&plans) {
+        let want = [
+            p["storage"].as_str().unwrap().to_string(),
+            p["data_fs"].as_str().unwrap().to_string(),
+            p["tid"].to_string(),
+            p["tid_hex"].as_str().unwrap().to_string(),
+            p["current_size"].to_string(),
+            p["cut_position"].to_string(),
+            p["bytes_removed"].to_string(),
+            p["transactions_removed"].to_string(),
+            p["index"]["action"].as_str().unwrap().to_string(),
+        ];
+        assert_eq!(r[..], want[..]);
+    }
     assert_eq!(snapshot(&s.files), before, "--dry-run changed a file");
     assert!(!sibling(&s.files[0], &format!(".tail-{:016x}", s.tids[0][2])).exists());
 }

@@ -75,7 +75,9 @@ pub struct CutArgs {
     /// cut are checked, which costs O(bytes removed).
     #[arg(long)]
     pub verify: bool,
-    /// Output format of the plan.
+    /// Output format of the plan. TSV rows: storage, data_fs, tid, tid hex,
+    /// current size, cut position, bytes removed, transactions removed,
+    /// index action.
     #[arg(long, value_enum, default_value = "text")]
     pub format: Format,
 }
@@ -443,6 +445,7 @@ fn render(p: &Plan, a: &CutArgs) -> String {
                 "data_fs": p.data_fs.display().to_string(),
                 "tid": p.tid.0,
                 "tid_hex": p.tid.hex(),
+                "tid_base64": p.tid.base64(),
                 "tid_time": p.tid.rfc3339(),
                 "last_kept": p.cut.last_kept_tid.map(tid_json),
                 "current_size": p.current_size,
@@ -460,7 +463,19 @@ fn render(p: &Plan, a: &CutArgs) -> String {
             });
             format!("{v}\n")
         }
-        Format::Text | Format::Tsv => {
+        Format::Tsv => format!(
+            "{}\t{}\t{}\t{}\t{}\t{}\t{}\t{}\t{}\n",
+            p.storage.as_deref().unwrap_or("").replace('\t', "\\t"),
+            p.data_fs.display().to_string().replace('\t', "\\t"),
+            p.tid.0,
+            p.tid.hex(),
+            p.current_size,
+            p.cut.position,
+            removed,
+            p.cut.transactions_removed,
+            p.index_action()
+        ),
+        Format::Text => {
             let mut s = match &p.storage {
                 Some(id) => format!("storage {id}\n  data_fs        {}\n", p.data_fs.display()),
                 None => format!("file {}\n", p.data_fs.display()),
