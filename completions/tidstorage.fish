@@ -38,7 +38,7 @@ complete -c tidstorage -n "__fish_tidstorage_needs_command" -f -a "cut" -d 'Cut 
 complete -c tidstorage -n "__fish_tidstorage_needs_command" -f -a "generate" -d 'Write man pages and shell completions (for packagers; `make generate`)'
 complete -c tidstorage -n "__fish_tidstorage_using_subcommand serve" -l address -d 'Address to listen on [default: 127.0.0.1]' -r
 complete -c tidstorage -n "__fish_tidstorage_using_subcommand serve" -s p -l port -d 'Port to listen on; 0 picks a free one and logs it [default: 9001]' -r
-complete -c tidstorage -n "__fish_tidstorage_using_subcommand serve" -s s -l status-file -d 'Status file (TID log) to replay at start-up and append to [default: ./tidstorage.tid]' -r -F
+complete -c tidstorage -n "__fish_tidstorage_using_subcommand serve" -s s -l status-file -d 'Status file (TID log) to replay at start-up and append to [default: tidstorage.tid beside the configuration file, or in the working directory without one]' -r -F
 complete -c tidstorage -n "__fish_tidstorage_using_subcommand serve" -l burst-period -d 'Minimum time between two `d` records (humantime, or seconds) [default: 1s]' -r
 complete -c tidstorage -n "__fish_tidstorage_using_subcommand serve" -l full-dump-period -d 'Time between two `f` records [default: 5m]' -r
 complete -c tidstorage -n "__fish_tidstorage_using_subcommand serve" -l fsync -d 'When to fsync the status file: always, interval (at most once a second), interval:DURATION, never [default: always]' -r

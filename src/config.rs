@@ -358,7 +358,9 @@ impl Config {
         let server = ServerConfig {
             address: s.address.unwrap_or(d.address),
             port: s.port.unwrap_or(d.port),
-            status_file: s.status_file.map(resolve).unwrap_or(d.status_file),
+            // The default too is beside the configuration, so `serve`,
+            // `cut` and `backup` find the same file from any directory.
+            status_file: resolve(s.status_file.unwrap_or(d.status_file)),
             burst_period: s.burst_period.map(|v| v.0).unwrap_or(d.burst_period),
             full_dump_period: s
                 .full_dump_period
@@ -387,6 +389,12 @@ impl Config {
                 .map(|v| v.0)
                 .unwrap_or(BootstrapConfig::default().retry),
         };
+        if bootstrap.url.is_some() && bootstrap.command.is_some() {
+            return Err(CliError::usage(format!(
+                "{}: [bootstrap] has both url and command; keep the one the daemon should use",
+                name.display()
+            )));
+        }
         if let Some(u) = &bootstrap.url {
             if !u.starts_with("http://") {
                 return Err(CliError::usage(format!(
@@ -421,6 +429,14 @@ impl Config {
             if storages.iter().any(|o| o.id == id) {
                 return Err(CliError::usage(format!(
                     "{}: storage id {id:?} is configured twice; each [[storage]] needs its own id",
+                    at(span)
+                )));
+            }
+            if st.mountpoint.is_none() && bootstrap.url.as_deref().is_some_and(|u| u.contains("%s"))
+            {
+                return Err(CliError::usage(format!(
+                    "{}: storage {id:?} has no mountpoint, which [bootstrap] url needs for its %s; \
+                     add mountpoint = \"...\" (the Zope mount point of this database)",
                     at(span)
                 )));
             }
@@ -578,6 +594,37 @@ mountpoint = "erp5_root"
             );
             assert!(e.message.contains(what), "{t:?}: {}", e.message);
         }
+    }
+
+    #[test]
+    fn bootstrap_trigger_mistakes_are_refused() {
+        let e = parse("[bootstrap]\nurl = \"http://z/%s\"\ncommand = \"/bin/true\"\n").unwrap_err();
+        assert!(e.message.contains("both url and command"), "{}", e.message);
+        // %s needs every storage's mountpoint.
+        let t = "[bootstrap]\nurl = \"http://z/%s/touch\"\n\
+                 [[storage]]\nid = \"a\"\nmountpoint = \"m\"\n[[storage]]\nid = \"b\"\n";
+        let e = parse(t).unwrap_err();
+        assert!(e.message.starts_with("/etc/t.toml:7:"), "{}", e.message);
+        assert!(
+            e.message.contains("\"b\" has no mountpoint"),
+            "{}",
+            e.message
+        );
+        // A URL without %s needs none.
+        parse("[bootstrap]\nurl = \"http://z/touch\"\n[[storage]]\nid = \"b\"\n").unwrap();
+    }
+
+    #[test]
+    fn default_status_file_is_beside_the_configuration() {
+        assert_eq!(
+            parse("").unwrap().server.status_file,
+            PathBuf::from("/etc/tidstorage.tid")
+        );
+        assert_eq!(
+            Config::default().server.status_file,
+            PathBuf::from("tidstorage.tid"),
+            "without a configuration file: the working directory"
+        );
     }
 
     #[test]

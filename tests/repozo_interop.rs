@@ -471,6 +471,37 @@ fn verify_catches_a_flipped_byte_and_a_missing_file() {
 }
 
 #[test]
+fn a_date_before_the_first_backup_is_named_and_leaves_nothing_behind() {
+    let s = Site::new(3);
+    s.ok(&["backup", "--no-server"]);
+    let o = s.tid(&[
+        "restore",
+        "--date",
+        "2000-01-01-00-00-00",
+        "--output-dir",
+        "out/deep",
+    ]);
+    assert_code(&o, 3);
+    let e = stderr(&o);
+    assert!(
+        e.contains("no backup in") && e.contains("its oldest is 20"),
+        "{e}"
+    );
+    assert!(!s.p("out").exists(), "a refused restore left directories");
+    // A chain that fails its md5 check leaves no directory either.
+    let full = s
+        .data_files()
+        .into_iter()
+        .find(|f| f.ends_with(".fs"))
+        .unwrap();
+    flip_byte(&s.repo().join(full), 100);
+    let o = s.tid(&["restore", "--no-cut", "--output-dir", "out/deep"]);
+    assert_code(&o, 3);
+    assert!(stderr(&o).contains("md5"), "{}", stderr(&o));
+    assert!(!s.p("out").exists(), "a refused restore left directories");
+}
+
+#[test]
 fn check_compares_and_force_keeps_the_old_file() {
     let s = Site::new(5);
     s.ok(&["backup", "--no-server"]);

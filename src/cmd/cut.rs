@@ -184,11 +184,13 @@ fn verify_prefix(df: &DataFs, end: u64) -> std::result::Result<u64, String> {
     let inside = |e: crate::datafs::Error| {
         format!("{e} (found by --verify inside the part that would be kept)")
     };
+    let mut bar = crate::cmd::Progress::new(format!("verifying {}", df.path().display()));
     for h in df.iter_forward(4) {
         let h = h.map_err(inside)?;
         if h.pos >= end {
             break;
         }
+        bar.update(h.pos, end);
         if last.is_some_and(|l| h.tid <= l) {
             return Err(format!(
                 "{}: offset {}: transaction id {} is not above the previous one; the kept part is \
@@ -202,6 +204,7 @@ fn verify_prefix(df: &DataFs, end: u64) -> std::result::Result<u64, String> {
         last = Some(h.tid);
         count += 1;
     }
+    bar.finish();
     Ok(count)
 }
 

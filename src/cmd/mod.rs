@@ -168,6 +168,13 @@ impl Progress {
     }
 }
 
+impl Drop for Progress {
+    /// An early return (an error) clears the line too.
+    fn drop(&mut self) {
+        self.finish();
+    }
+}
+
 #[cfg(test)]
 mod tests {
     use super::*;

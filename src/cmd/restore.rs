@@ -91,6 +91,9 @@ struct Job<'a> {
     tid: Option<Tid>,
     /// The manifest's expectation: (its chain, its cut position).
     expect: Option<(Vec<String>, u64)>,
+    /// Directories made for `target` (deepest first), removed again if
+    /// nothing is restored.
+    created: Vec<PathBuf>,
 }
 
 /// A storage rebuilt into a temporary file.
@@ -147,7 +150,18 @@ pub fn run(a: RestoreArgs, g: &GlobalArgs) -> Result<()> {
             errors.push(e);
         }
     }
+    // Directories made for the outputs go again if nothing is restored.
+    let mut created: Vec<PathBuf> = jobs.iter().flat_map(|j| j.created.clone()).collect();
+    // Deepest first: storages may share the directories made above theirs.
+    created.sort_by_key(|d| std::cmp::Reverse(d.components().count()));
+    let remove_created = || {
+        for d in &created {
+            // Only empty ones: remove_dir refuses anything else.
+            let _ = std::fs::remove_dir(d);
+        }
+    };
     if !errors.is_empty() {
+        remove_created();
         return Err(CliError::runtime(format!(
             "nothing was restored:\n  {}",
             errors.join("\n  ")
@@ -163,6 +177,8 @@ pub fn run(a: RestoreArgs, g: &GlobalArgs) -> Result<()> {
         }
     }
     if !errors.is_empty() {
+        drop(built);
+        remove_created();
         return Err(CliError::runtime(format!(
             "nothing was restored (the temporary files are removed):\n  {}",
             errors.join("\n  ")
@@ -222,6 +238,7 @@ fn plan<'a>(
         .ok_or_else(|| format!("no repository in the {}", c.describe_source()))?;
     let repo = Repository::new(dir);
     let lock = repo.lock().map_err(|e| e.to_string())?;
+    let mut created = Vec::new();
     let target = if a.check {
         data_fs.clone()
     } else {
@@ -252,6 +269,11 @@ fn plan<'a>(
             ));
         }
         if let Some(parent) = target.parent() {
+            created = parent
+                .ancestors()
+                .take_while(|d| !d.as_os_str().is_empty() && !d.exists())
+                .map(Path::to_path_buf)
+                .collect();
             std::fs::create_dir_all(parent)
                 .map_err(|e| format!("cannot create {}: {e}", parent.display()))?;
         }
@@ -263,6 +285,7 @@ fn plan<'a>(
         target,
         tid: None,
         expect: None,
+        created,
     })
 }
 
@@ -298,6 +321,29 @@ fn assign_point(jobs: &mut [Job], a: &RestoreArgs, date: &str) -> std::result::R
     let mut status_copy: Option<String> = None;
     for j in jobs.iter_mut() {
         match j.repo.find_manifest(date).map_err(|e| e.to_string())? {
+            None if j
+                .repo
+                .find_chain(Some(date))
+                .map_err(|e| e.to_string())?
+                .is_empty() =>
+            {
+                let files = j.repo.list().map_err(|e| e.to_string())?;
+                problems.push(match files.first() {
+                    Some(oldest) => format!(
+                        "storage {}: no backup in {} as of {date}: its oldest is {}; give a \
+                         later --date",
+                        j.cfg.id,
+                        j.repo.dir.display(),
+                        oldest.name
+                    ),
+                    None => format!(
+                        "storage {}: no backup in {}: the repository is empty; run `tidstorage \
+                         backup` first, or check [[storage]] repository",
+                        j.cfg.id,
+                        j.repo.dir.display()
+                    ),
+                })
+            }
             None => problems.push(format!(
                 "storage {}: no tidstorage backup manifest in {} as of {date} (a repository \
                  written by repozo alone?): restore with --tid-log FILE or --no-cut",

@@ -24,7 +24,7 @@ pub struct ServeArgs {
     /// Port to listen on; 0 picks a free one and logs it [default: 9001].
     #[arg(short = 'p', long, value_name = "PORT")]
     pub port: Option<u16>,
-    /// Status file (TID log) to replay at start-up and append to [default: ./tidstorage.tid].
+    /// Status file (TID log) to replay at start-up and append to [default: tidstorage.tid beside the configuration file, or in the working directory without one].
     #[arg(short = 's', long, value_name = "FILE")]
     pub status_file: Option<PathBuf>,
     /// Minimum time between two `d` records (humantime, or seconds) [default: 1s].
