@@ -548,19 +548,7 @@ fn check_compares_and_force_keeps_the_old_file() {
 fn restore_refuses_while_zeo_holds_the_file() {
     let s = Site::new(3);
     s.ok(&["backup", "--no-server"]);
-    let mut hold = Command::new(python())
-        .arg(repo_path("tests/python/zodb_tool.py"))
-        .args(["hold", s.data_fs().to_str().unwrap()])
-        .stdin(Stdio::piped())
-        .stdout(Stdio::piped())
-        .spawn()
-        .unwrap();
-    let mut line = String::new();
-    use std::io::BufRead;
-    std::io::BufReader::new(hold.stdout.take().unwrap())
-        .read_line(&mut line)
-        .unwrap();
-    assert_eq!(line.trim(), "ready");
+    let mut hold = hold_open(&s.data_fs());
     let o = s.tid(&["restore", "--no-cut", "--force"]);
     drop(hold.stdin.take());
     let _ = hold.wait();

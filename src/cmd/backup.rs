@@ -370,13 +370,13 @@ fn prepare<'a>(s: &'a StorageConfig, c: &Config) -> std::result::Result<Job<'a>,
     })
 }
 
-/// Asks the daemon for its point; while some of `ids` are missing from it
-/// (the daemon just started and has not seen them commit), fires their
-/// `[bootstrap]` triggers once and waits (bounded) for them to show up.
 /// How long a bootstrap trigger fired by `backup` gets to exit, once its
 /// commit was seen or the wait is over, before it is stopped.
 const TRIGGER_GRACE: Duration = Duration::from_secs(5);
 
+/// Asks the daemon for its point; while some of `ids` are missing from it
+/// (the daemon just started and has not seen them commit), fires their
+/// `[bootstrap]` triggers once and waits (bounded) for them to show up.
 fn take_point(
     addr: &str,
     ids: &[&str],

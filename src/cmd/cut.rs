@@ -204,7 +204,6 @@ fn verify_prefix(df: &DataFs, end: u64) -> std::result::Result<u64, String> {
         last = Some(h.tid);
         count += 1;
     }
-    bar.finish();
     Ok(count)
 }
 

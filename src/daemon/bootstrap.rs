@@ -141,9 +141,7 @@ impl Triggers {
             }
         }
     }
-}
 
-impl Triggers {
     /// Waits up to `limit` for running trigger commands to exit on their own.
     pub fn wait(&mut self, limit: Duration) {
         let end = std::time::Instant::now() + limit;
