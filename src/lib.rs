@@ -10,6 +10,8 @@
 //! - [`protocol`]: the sans-I/O wire codec.
 //! - [`engine`]: the pure coherency engine.
 //! - [`daemon`]: the event loop, the only owner of sockets and signals.
+//! - [`bootstrap`]: bootstrap triggers (commands, HTTP GETs), used by the
+//!   daemon and by `backup`.
 //! - [`repozo`]: repozo-compatible backup repositories.
 //! - [`client`]: a blocking client of a running daemon.
 //! - [`config`]: TOML file + flags -> one validated configuration.
@@ -18,6 +20,7 @@
 //! - [`error`]: the top-level error and its exit codes.
 //! - [`fsutil`]: durable file replacement and lock helpers.
 
+pub mod bootstrap;
 pub mod cli;
 pub mod client;
 pub mod cmd;

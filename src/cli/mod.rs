@@ -1,6 +1,5 @@
-//! The command-line surface: the subcommand table, argv[0] dispatch,
-//! logging set-up for the client subcommands, and man page / completion
-//! generation from the same clap definitions.
+//! The command-line surface: the subcommand table, argv[0] dispatch, and
+//! man page / completion generation from the same clap definitions.
 //!
 //! Owns no behaviour of its own: each subcommand's flags live with its code
 //! in `crate::cmd`, and this module only routes to them.
@@ -12,32 +11,6 @@ use clap::{CommandFactory, Parser, Subcommand};
 
 use crate::cmd;
 use crate::error::{CliError, Result};
-
-/// Flags every subcommand accepts.
-#[derive(Debug, Clone, clap::Args)]
-pub struct GlobalArgs {
-    /// Configuration file (TOML). Default: $TIDSTORAGE_CONFIG, then
-    /// ./tidstorage.toml, then /etc/tidstorage.toml.
-    #[arg(short = 'c', long = "config", global = true, value_name = "FILE")]
-    pub config: Option<PathBuf>,
-    /// More output (repeat for more).
-    #[arg(short = 'v', long = "verbose", global = true, action = clap::ArgAction::Count)]
-    pub verbose: u8,
-    /// Less output (repeat for less).
-    #[arg(short = 'q', long = "quiet", global = true, action = clap::ArgAction::Count)]
-    pub quiet: u8,
-}
-
-impl GlobalArgs {
-    /// The log level the -v/-q balance asks for, starting from `base`.
-    pub fn level(&self, base: log::LevelFilter) -> log::LevelFilter {
-        use log::LevelFilter::*;
-        let order = [Off, Error, Warn, Info, Debug, Trace];
-        let i = order.iter().position(|l| *l == base).unwrap_or(3) as i32;
-        let j = (i + self.verbose as i32 - self.quiet as i32).clamp(0, 5);
-        order[j as usize]
-    }
-}
 
 /// The reference part of `tidstorage --help` and of tidstorage(1).
 const AFTER_LONG_HELP: &str = "\
@@ -80,7 +53,7 @@ See the README and docs/ of the source tree for the operator's guide.";
 )]
 pub struct Cli {
     #[command(flatten)]
-    pub global: GlobalArgs,
+    pub global: cmd::Context,
     #[command(subcommand)]
     pub command: Command,
 }
@@ -173,21 +146,6 @@ pub fn run(args: Vec<OsString>) -> Result<()> {
         Command::Cut(a) => cmd::cut::run(a, &cli.global),
         Command::Generate(a) => generate(a),
     }
-}
-
-/// Sets up logging to stderr for the client subcommands (serve has its own).
-pub fn init_stderr_log(global: &GlobalArgs) {
-    let cfg = simplelog::ConfigBuilder::new()
-        .set_time_level(log::LevelFilter::Off)
-        .set_target_level(log::LevelFilter::Off)
-        .set_thread_level(log::LevelFilter::Off)
-        .build();
-    let _ = simplelog::TermLogger::init(
-        global.level(log::LevelFilter::Warn),
-        cfg,
-        simplelog::TerminalMode::Stderr,
-        simplelog::ColorChoice::Never,
-    );
 }
 
 #[derive(Debug, Clone, clap::Args)]
@@ -289,21 +247,5 @@ mod tests {
             dispatch_argv0(v(&["tidstorage-generate", "man"])),
             v(&["tidstorage-generate", "man"])
         );
-    }
-
-    #[test]
-    fn verbosity() {
-        let g = GlobalArgs {
-            config: None,
-            verbose: 2,
-            quiet: 0,
-        };
-        assert_eq!(g.level(log::LevelFilter::Warn), log::LevelFilter::Debug);
-        let g = GlobalArgs {
-            config: None,
-            verbose: 0,
-            quiet: 5,
-        };
-        assert_eq!(g.level(log::LevelFilter::Warn), log::LevelFilter::Off);
     }
 }

@@ -20,12 +20,12 @@ use std::io::Write;
 use std::path::{Path, PathBuf};
 use std::time::{Duration, Instant};
 
-use crate::cli::GlobalArgs;
+use crate::bootstrap::{Triggers, EXIT_GRACE};
 use crate::client::{server_address, DaemonClient};
 use crate::cmd::emit;
 use crate::cmd::progress_bar;
+use crate::cmd::Context;
 use crate::config::{parse_duration, Config, StorageConfig};
-use crate::daemon::bootstrap::Triggers;
 use crate::datafs::index::{index_for_prefix, FsIndex};
 use crate::datafs::DataFs;
 use crate::error::{CliError, Result};
@@ -105,8 +105,8 @@ struct Done {
     secs: f64,
 }
 
-pub fn run(a: BackupArgs, g: &GlobalArgs) -> Result<()> {
-    crate::cli::init_stderr_log(g);
+pub fn run(a: BackupArgs, g: &Context) -> Result<()> {
+    g.init_stderr_log();
     let quiet = g.quiet > 0;
     let c = Config::load(g.config.as_deref())?;
     let selected = c.select_storages(&a.storages)?;
@@ -370,10 +370,6 @@ fn prepare<'a>(s: &'a StorageConfig, c: &Config) -> std::result::Result<Job<'a>,
     })
 }
 
-/// How long a bootstrap trigger fired by `backup` gets to exit, once its
-/// commit was seen or the wait is over, before it is stopped.
-const TRIGGER_GRACE: Duration = Duration::from_secs(5);
-
 /// Asks the daemon for its point; while some of `ids` are missing from it
 /// (the daemon just started and has not seen them commit), fires their
 /// `[bootstrap]` triggers once and waits (bounded) for them to show up.
@@ -402,9 +398,9 @@ fn take_point(
                 // Their commits were seen: let them close cleanly. A
                 // trigger that did not get through by now is stuck.
                 if missing.is_empty() {
-                    t.wait(TRIGGER_GRACE);
+                    t.wait(EXIT_GRACE);
                 }
-                t.stop(TRIGGER_GRACE);
+                t.stop();
             }
             return Ok(point);
         }

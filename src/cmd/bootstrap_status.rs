@@ -3,9 +3,9 @@
 
 use std::time::{Duration, Instant};
 
-use crate::cli::GlobalArgs;
 use crate::client::{server_address, DaemonClient};
 use crate::cmd::emit;
+use crate::cmd::Context;
 use crate::config::{parse_duration, Config};
 use crate::error::{CliError, ExitKind, Result};
 
@@ -23,8 +23,8 @@ pub struct BootstrapStatusArgs {
 /// Poll interval of --wait.
 const POLL: Duration = Duration::from_millis(250);
 
-pub fn run(a: BootstrapStatusArgs, g: &GlobalArgs) -> Result<()> {
-    crate::cli::init_stderr_log(g);
+pub fn run(a: BootstrapStatusArgs, g: &Context) -> Result<()> {
+    g.init_stderr_log();
     let c = Config::load(g.config.as_deref())?;
     let addr = server_address(a.server.as_deref(), &c);
     let end = a.wait.map(|w| Instant::now() + w);

@@ -23,8 +23,8 @@
 use std::fs::{File, OpenOptions};
 use std::path::{Path, PathBuf};
 
-use crate::cli::GlobalArgs;
 use crate::client::DaemonClient;
+use crate::cmd::Context;
 use crate::cmd::{emit, tid_json, Format};
 use crate::config::Config;
 use crate::datafs::index::{self, FsIndex, IndexMethod};
@@ -310,8 +310,8 @@ fn plan_one(
     })
 }
 
-pub fn run(a: CutArgs, g: &GlobalArgs) -> Result<()> {
-    crate::cli::init_stderr_log(g);
+pub fn run(a: CutArgs, g: &Context) -> Result<()> {
+    g.init_stderr_log();
     let take_lock = !a.dry_run;
     let plans = if let Some(file) = &a.file {
         // `requires` guarantees the TID is present with FILE.
@@ -371,7 +371,7 @@ pub fn run(a: CutArgs, g: &GlobalArgs) -> Result<()> {
     }
 }
 
-fn plan_configured(a: &CutArgs, g: &GlobalArgs, take_lock: bool) -> Result<Vec<Plan>> {
+fn plan_configured(a: &CutArgs, g: &Context, take_lock: bool) -> Result<Vec<Plan>> {
     let c = Config::load(g.config.as_deref())?;
     let storages = c.select_storages(&a.storages)?;
     if storages.is_empty() {

@@ -4,8 +4,8 @@
 
 use std::path::PathBuf;
 
-use crate::cli::GlobalArgs;
 use crate::client::{server_address, DaemonClient};
+use crate::cmd::Context;
 use crate::cmd::{emit, point_json, point_text, point_tsv, Format};
 use crate::config::Config;
 use crate::error::{CliError, Result};
@@ -32,8 +32,8 @@ pub struct DumpArgs {
     pub format: Format,
 }
 
-pub fn run(a: DumpArgs, g: &GlobalArgs) -> Result<()> {
-    crate::cli::init_stderr_log(g);
+pub fn run(a: DumpArgs, g: &Context) -> Result<()> {
+    g.init_stderr_log();
     match &a.status_file {
         Some(p) => from_status_file(&a, p.clone()),
         None => {

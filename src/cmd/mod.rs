@@ -5,6 +5,7 @@
 
 pub mod backup;
 pub mod bootstrap_status;
+mod context;
 pub mod cut;
 pub mod dump;
 pub mod restore;
@@ -14,6 +15,8 @@ use std::io::Write;
 
 use crate::error::{CliError, ExitKind};
 use crate::tid::Tid;
+
+pub use context::Context;
 
 /// Output formats of the reporting subcommands.
 #[derive(Debug, Clone, Copy, PartialEq, Eq, clap::ValueEnum)]

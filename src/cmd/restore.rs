@@ -21,11 +21,11 @@ use std::collections::BTreeMap;
 use std::io::Read;
 use std::path::{Component, Path, PathBuf};
 
-use crate::cli::GlobalArgs;
 use crate::cmd::backup::last_timestamp;
 use crate::cmd::cut::coherent_cut;
 use crate::cmd::emit;
 use crate::cmd::progress_bar;
+use crate::cmd::Context;
 use crate::config::{Config, StorageConfig};
 use crate::datafs::index::{index_for_prefix, FsIndex};
 use crate::datafs::DataFs;
@@ -108,8 +108,8 @@ struct Built<'a> {
     notes: Vec<String>,
 }
 
-pub fn run(a: RestoreArgs, g: &GlobalArgs) -> Result<()> {
-    crate::cli::init_stderr_log(g);
+pub fn run(a: RestoreArgs, g: &Context) -> Result<()> {
+    g.init_stderr_log();
     let quiet = g.quiet > 0;
     let c = Config::load(g.config.as_deref())?;
     let selected = c.select_storages(&a.storages)?;

@@ -3,7 +3,7 @@
 use std::path::PathBuf;
 use std::time::Duration;
 
-use crate::cli::GlobalArgs;
+use crate::cmd::Context;
 use crate::config::{parse_duration, Cidr, Config};
 use crate::error::{CliError, Result};
 use crate::statuslog::FsyncPolicy;
@@ -65,7 +65,7 @@ pub struct ServeArgs {
     pub allow: Vec<Cidr>,
 }
 
-pub fn run(a: ServeArgs, g: &GlobalArgs) -> Result<()> {
+pub fn run(a: ServeArgs, g: &Context) -> Result<()> {
     let mut c = Config::load(g.config.as_deref())?;
     let s = &mut c.server;
     if let Some(v) = a.address {

@@ -7,7 +7,6 @@
 //! It must not decide anything about coherency (the engine does), parse
 //! frames (the codec does) or format records (the status log does).
 
-pub mod bootstrap;
 mod conn;
 mod logfile;
 mod process;
@@ -22,6 +21,7 @@ use std::time::{Duration, Instant, SystemTime, UNIX_EPOCH};
 use mio::net::TcpListener;
 use mio::{Events, Interest, Poll, Token};
 
+use crate::bootstrap::Triggers;
 use crate::config::Config;
 use crate::engine::{BootstrapState, Engine, EngineConfig, Level, Notice, NoticeKind, Now};
 use crate::error::{CliError, Result};
@@ -263,9 +263,6 @@ pub fn serve(cfg: Config, detach: bool, level: log::LevelFilter) -> Result<()> {
 /// second would fill the disk). Counters in INFO still count every one.
 const NOTICES_PER_WINDOW: u32 = 20;
 const NOTICE_WINDOW: Duration = Duration::from_secs(10);
-/// How long a bootstrap trigger still running at shutdown gets to exit
-/// after SIGTERM before it is killed.
-const TRIGGER_GRACE: Duration = Duration::from_secs(2);
 
 /// Rate limit of engine notices in the log, per kind. Over the budget a
 /// kind is muted in the engine (counted there, not even formatted) until
@@ -361,7 +358,7 @@ struct Daemon {
     sync_retry_at: Duration,
     notices: NoticeLimiter,
     sink: logfile::LogSink,
-    triggers: bootstrap::Triggers,
+    triggers: Triggers,
     bootstrap_seen: BootstrapState,
     next_bootstrap_retry: Option<Duration>,
     started: Instant,
@@ -397,8 +394,7 @@ impl Daemon {
             max_list: sc.max_list,
             max_command: sc.max_command,
         };
-        let triggers =
-            bootstrap::Triggers::new(cfg.bootstrap.clone(), &cfg.storages, local.to_string());
+        let triggers = Triggers::new(cfg.bootstrap.clone(), &cfg.storages, local.to_string());
         Ok(Daemon {
             poll,
             listener: Some(listener),
@@ -854,7 +850,7 @@ impl Daemon {
                 log::error!("cannot fsync the status file: {e}");
             }
         }
-        self.triggers.stop(TRIGGER_GRACE);
+        self.triggers.stop();
         log::info!(
             "stopped; {} connection(s) closed, {} transaction(s) were in flight",
             self.live,

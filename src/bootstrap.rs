@@ -1,5 +1,6 @@
 //! Bootstrap triggers (SPEC §3.5): make every configured storage commit
-//! once so the daemon sees it. A trigger is a command run with the storage
+//! once so the daemon sees it. Used by the daemon (bootstrap after a start)
+//! and by `backup` (storages missing from the daemon's point). A trigger is a command run with the storage
 //! in its environment, or an HTTP GET of `bootstrap.url` with `%s` replaced
 //! by the mountpoint. Neither blocks the event loop: commands are child
 //! processes reaped with `try_wait`; HTTP requests run on short-lived
@@ -17,6 +18,14 @@ use std::sync::mpsc;
 use std::time::Duration;
 
 use crate::config::{BootstrapConfig, StorageConfig};
+
+/// How long a trigger command gets between SIGTERM and SIGKILL when its
+/// owner (the daemon at shutdown, or `backup`) stops it.
+pub const KILL_GRACE: Duration = Duration::from_secs(2);
+
+/// How long `backup` lets a trigger whose commit was already seen exit on
+/// its own (an interpreter closing its connections) before stopping it.
+pub const EXIT_GRACE: Duration = Duration::from_secs(5);
 
 pub struct Triggers {
     cfg: BootstrapConfig,
@@ -154,9 +163,9 @@ impl Triggers {
 
     /// Stops trigger commands still running when their owner exits, so
     /// none outlives it (and none reports to whatever listens on the
-    /// address next): SIGTERM, up to `grace` to exit, then SIGKILL. HTTP
-    /// requests run on threads that end with the process.
-    pub fn stop(&mut self, grace: Duration) {
+    /// address next): SIGTERM, up to [`KILL_GRACE`] to exit, then SIGKILL.
+    /// HTTP requests run on threads that end with the process.
+    pub fn stop(&mut self) {
         self.reap();
         if self.children.is_empty() {
             return;
@@ -169,7 +178,7 @@ impl Triggers {
             // SAFETY: kill(2) on a child we spawned and have not reaped.
             unsafe { libc::kill(child.id() as libc::pid_t, libc::SIGTERM) };
         }
-        let end = std::time::Instant::now() + grace;
+        let end = std::time::Instant::now() + KILL_GRACE;
         while !self.children.is_empty() && std::time::Instant::now() < end {
             std::thread::sleep(Duration::from_millis(10));
             self.children
