@@ -176,13 +176,88 @@ pub fn copy_range(src: &mut File, offset: u64, len: u64, dst: &mut impl Write) -
     Ok(copied)
 }
 
+/// The `Data.fs.lock` of a FileStorage, the one lock type every command
+/// uses to keep out of a running ZEO server's or ZODB process's way:
+/// [`DataFsLock::take`] holds it while a file is changed (cut),
+/// [`DataFsLock::probe`] only asks (restore, backup, `cut --dry-run`).
+///
+/// Taking it also keeps ZODB from opening the file meanwhile: zc.lockfile
+/// refuses to open a storage whose lock is held. A lock file we created is
+/// removed again when the lock is dropped.
+#[derive(Debug)]
+pub struct DataFsLock {
+    _file: File,
+    path: PathBuf,
+    created: bool,
+}
+
+/// Why a Data.fs lock could not be taken or probed.
+#[derive(Debug)]
+pub enum LockError {
+    /// Another process holds it.
+    Held { data_fs: PathBuf, lock: PathBuf },
+    /// The lock file could not be opened, created or probed.
+    Io { lock: PathBuf, error: io::Error },
+}
+
+impl std::fmt::Display for LockError {
+    fn fmt(&self, f: &mut std::fmt::Formatter<'_>) -> std::fmt::Result {
+        match self {
+            LockError::Held { data_fs, lock } => write!(
+                f,
+                "{} is locked ({} is held): a ZEO server or ZODB process has it open",
+                data_fs.display(),
+                lock.display()
+            ),
+            LockError::Io { lock, error } => write!(f, "cannot lock {}: {error}", lock.display()),
+        }
+    }
+}
+
+impl std::error::Error for LockError {}
+
+impl DataFsLock {
+    /// Takes the lock of `data_fs` (creating `Data.fs.lock` if needed), or
+    /// says who holds it.
+    pub fn take(data_fs: &Path) -> Result<DataFsLock, LockError> {
+        let lock = sibling(data_fs, ".lock");
+        let existed = lock.exists();
+        match try_lock_file(&lock) {
+            Ok(Some(f)) => Ok(DataFsLock {
+                _file: f,
+                path: lock,
+                created: !existed,
+            }),
+            Ok(None) => Err(LockError::Held {
+                data_fs: data_fs.to_path_buf(),
+                lock,
+            }),
+            Err(error) => Err(LockError::Io { lock, error }),
+        }
+    }
+
+    /// True when a running ZEO server or ZODB process holds the lock of
+    /// `data_fs` (a missing lock file means nobody does).
+    pub fn probe(data_fs: &Path) -> io::Result<bool> {
+        lock_is_held(&sibling(data_fs, ".lock"))
+    }
+}
+
+impl Drop for DataFsLock {
+    fn drop(&mut self) {
+        if self.created {
+            let _ = std::fs::remove_file(&self.path);
+        }
+    }
+}
+
 /// Is the advisory lock of a ZODB `.lock` file held by another process?
 ///
 /// ZODB (zc.lockfile) takes a non-blocking exclusive `fcntl`/`flock`-style
 /// lock on `Data.fs.lock` for as long as a FileStorage is open read-write.
 /// We probe with `F_SETLK` on a byte range like zc.lockfile does (lockf)
 /// and release at once. A missing lock file means nobody holds it.
-pub fn lock_is_held(lock_path: &Path) -> io::Result<bool> {
+fn lock_is_held(lock_path: &Path) -> io::Result<bool> {
     let file = match OpenOptions::new().read(true).write(true).open(lock_path) {
         Ok(f) => f,
         Err(e) if e.kind() == io::ErrorKind::NotFound => return Ok(false),

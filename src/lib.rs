@@ -16,9 +16,12 @@
 //! - [`client`]: a blocking client of a running daemon.
 //! - [`config`]: TOML file + flags -> one validated configuration.
 //! - [`cli`]: the subcommand table, argv[0] dispatch, man/completions.
-//! - [`cmd`]: one module per subcommand.
+//! - [`cmd`]: one module per subcommand: flags, one library call, rendering.
+//! - [`storageset`]: backup, restore and cut runs across the configured
+//!   storages (the rules the commands share).
 //! - [`error`]: the top-level error and its exit codes.
-//! - [`fsutil`]: durable file replacement and lock helpers.
+//! - [`fsutil`]: durable file replacement and the Data.fs lock.
+//! - [`progress`]: the progress trait of long copies and the terminal bar.
 
 pub mod bootstrap;
 pub mod cli;
@@ -30,7 +33,9 @@ pub mod datafs;
 pub mod engine;
 pub mod error;
 pub mod fsutil;
+pub mod progress;
 pub mod protocol;
 pub mod repozo;
 pub mod statuslog;
+pub mod storageset;
 pub mod tid;

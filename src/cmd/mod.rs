@@ -1,7 +1,11 @@
-//! One module per subcommand: its flags (clap `Args`) and its `run`.
+//! One module per subcommand: its flags (clap `Args`) and its `run`, which
+//! calls the library (`crate::storageset`, `crate::client`, the daemon for
+//! `serve`) once and renders the answer. No domain rule lives here: a
+//! subcommand never imports `crate::cli` or another subcommand's module.
 //!
-//! Shared here: writing to stdout without panicking on a closed pipe, and
-//! rendering a coherency point as text, JSON or TSV.
+//! Shared here: the [`Context`] of global flags, writing to stdout without
+//! panicking on a closed pipe, and rendering a coherency point as text,
+//! JSON or TSV.
 
 pub mod backup;
 pub mod bootstrap_status;
@@ -27,26 +31,6 @@ pub enum Format {
     Json,
     /// Tab-separated rows, no header.
     Tsv,
-}
-
-/// A progress bar on stderr for long copies, hidden when quiet or when
-/// stderr is not a terminal (cron).
-pub fn progress_bar(len: u64, msg: String, quiet: bool) -> indicatif::ProgressBar {
-    use std::io::IsTerminal;
-    if quiet || !std::io::stderr().is_terminal() {
-        return indicatif::ProgressBar::hidden();
-    }
-    let pb = indicatif::ProgressBar::new(len);
-    pb.set_style(
-        indicatif::ProgressStyle::with_template(
-            "{msg} [{bar:30}] {bytes}/{total_bytes} {bytes_per_sec} eta {eta}",
-        )
-        // The template is a literal known to parse.
-        .expect("valid template")
-        .progress_chars("=> "),
-    );
-    pb.set_message(msg);
-    pb
 }
 
 /// Writes `text` to stdout; a closed pipe ends the command quietly.
@@ -131,51 +115,6 @@ pub fn point_json<'a>(rows: impl IntoIterator<Item = (&'a str, Tid)>) -> serde_j
             })
             .collect(),
     )
-}
-
-/// A percentage on stderr while a long operation runs, only when stderr is
-/// a terminal (logs and pipes get nothing). Redraws when the percentage
-/// changes, so the cost per update is one division.
-pub struct Progress {
-    label: String,
-    shown: Option<u64>,
-    enabled: bool,
-}
-
-impl Progress {
-    pub fn new(label: String) -> Progress {
-        use std::io::IsTerminal;
-        Progress {
-            label,
-            shown: None,
-            enabled: std::io::stderr().is_terminal(),
-        }
-    }
-
-    pub fn update(&mut self, done: u64, total: u64) {
-        if !self.enabled || total == 0 {
-            return;
-        }
-        let pct = done.min(total) * 100 / total;
-        if self.shown != Some(pct) {
-            self.shown = Some(pct);
-            eprint!("\r{} {pct:3}%", self.label);
-        }
-    }
-
-    /// Clears the line if anything was drawn.
-    pub fn finish(&mut self) {
-        if self.shown.take().is_some() {
-            eprint!("\r{}\r", " ".repeat(self.label.len() + 5));
-        }
-    }
-}
-
-impl Drop for Progress {
-    /// An early return (an error) clears the line too.
-    fn drop(&mut self) {
-        self.finish();
-    }
 }
 
 #[cfg(test)]

@@ -86,6 +86,20 @@ pub struct CutPosition {
     pub walk: Walk,
 }
 
+/// Where a file must be cut for a coherent TID, and what an operator
+/// should be told about it: the one rule set `cut`, `backup` and `restore`
+/// share, so live, backed-up and restored files are cut alike.
+#[derive(Debug)]
+pub struct CoherentCut {
+    pub cut: CutPosition,
+    /// Sentences for the operator (damage removed with the tail, a file
+    /// that ends too early).
+    pub notes: Vec<String>,
+    /// The file ends before `tid` although `tid` was committed to it: it
+    /// lost transactions the other storages may depend on.
+    pub ends_before_tid: bool,
+}
+
 /// How the forward scan ended at `end`.
 struct Ending {
     end: u64,
@@ -120,6 +134,41 @@ impl DataFs {
             Some(c) => Ok(c),
             None => self.cut_forward(tid),
         }
+    }
+
+    /// [`DataFs::cut_position`] for a coherent TID, with what the operator
+    /// must hear about the file: damage after the kept part (removed with
+    /// the tail), or a file that ends before `tid` and so lost
+    /// transactions that other storages may depend on.
+    pub fn coherent_cut(&self, tid: Tid) -> Result<CoherentCut, Error> {
+        let cut = self.cut_position(tid)?;
+        let mut notes = Vec::new();
+        if let Some(d) = &cut.damage {
+            notes.push(format!(
+                "the file is damaged from offset {} ({d}); the damaged bytes are removed with the tail",
+                cut.valid_end
+            ));
+        }
+        let mut ends_before_tid = false;
+        if cut.position == cut.valid_end && cut.transactions_removed == 0 {
+            if let Some(last) = cut.last_kept_tid {
+                if last < tid {
+                    ends_before_tid = true;
+                    notes.push(format!(
+                        "the file ends at TID {} ({}), before the coherent TID {}: it lost \
+                         transactions the other storages may depend on; restore it from a backup",
+                        last.hex(),
+                        last.rfc3339(),
+                        tid.hex()
+                    ));
+                }
+            }
+        }
+        Ok(CoherentCut {
+            cut,
+            notes,
+            ends_before_tid,
+        })
     }
 
     /// The forward scan only (exact, O(file)); public so that tests and

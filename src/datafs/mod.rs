@@ -32,7 +32,7 @@ use std::path::{Path, PathBuf};
 
 use crate::tid::Tid;
 
-pub use cut::{CutPosition, ValidPrefix, Walk};
+pub use cut::{CoherentCut, CutPosition, ValidPrefix, Walk};
 pub use reader::{BackwardIter, ForwardIter};
 pub use verify::{TxnSummary, VerifyReport};
 

@@ -195,6 +195,18 @@ impl DataFs {
     /// pointers), failing at the first damage. `progress(pos, size)` is
     /// called after each transaction.
     pub fn verify(&self, progress: &mut dyn FnMut(u64, u64)) -> Result<VerifyReport, Error> {
+        self.verify_upto(self.size, progress)
+    }
+
+    /// [`DataFs::verify`] of the transactions that start before `end` (a
+    /// cut position: the part of the file that would be kept).
+    /// `progress(pos, end)` is called after each transaction.
+    pub fn verify_upto(
+        &self,
+        end: u64,
+        progress: &mut dyn FnMut(u64, u64),
+    ) -> Result<VerifyReport, Error> {
+        let end = end.min(self.size);
         let mut r = VerifyReport {
             end: super::layout::FIRST_TXN,
             ..VerifyReport::default()
@@ -202,7 +214,7 @@ impl DataFs {
         // fstest starts from tid 0, so a tid of 0 is a reduction too.
         let mut previous = Tid(0);
         let mut pos = super::layout::FIRST_TXN;
-        while pos < self.size {
+        while pos < end {
             let h = self.read_txn_header(pos)?;
             if h.tid <= previous {
                 return Err(self.corrupt(
@@ -223,7 +235,7 @@ impl DataFs {
             r.last_tid = Some(h.tid);
             pos = h.end();
             r.end = pos;
-            progress(pos, self.size);
+            progress(pos, end);
         }
         Ok(r)
     }

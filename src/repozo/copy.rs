@@ -25,23 +25,7 @@ const CHUNK: usize = 1 << 20;
 /// Chunks in flight between the two threads.
 const DEPTH: usize = 4;
 
-/// Something told about progress (bytes done since the last call).
-pub trait Progress: Sync {
-    fn advance(&self, bytes: u64);
-}
-
-impl Progress for indicatif::ProgressBar {
-    fn advance(&self, bytes: u64) {
-        self.inc(bytes)
-    }
-}
-
-/// No progress reporting.
-pub struct NoProgress;
-
-impl Progress for NoProgress {
-    fn advance(&self, _: u64) {}
-}
+pub use crate::progress::{NoProgress, Progress};
 
 pub fn hex(d: &[u8]) -> String {
     d.iter().map(|b| format!("{b:02x}")).collect()

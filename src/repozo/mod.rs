@@ -24,9 +24,9 @@
 //! Owns: names and stamps, listing, the `.dat` format ([`dat`]), copying a
 //! byte range into a backup file with its md5 ([`copy`]), checking a chain
 //! against its `.dat` and streaming it back ([`chain`]), tidstorage's own
-//! per-run manifest ([`manifest`]) and the repository lock. Must not: talk
-//! to the daemon, pick coherency points or cut files (the `backup` and
-//! `restore` commands do), overwrite an existing backup file, or leave a
+//! per-run manifest ([`manifest`]), the timestamp file ([`timestamps`])
+//! and the repository lock. Must not: talk to the daemon, pick coherency
+//! points or cut files (`crate::storageset` does), overwrite an existing backup file, or leave a
 //! partial file under a backup's name.
 
 pub mod backup;
@@ -34,6 +34,7 @@ pub mod chain;
 pub mod copy;
 pub mod dat;
 pub mod manifest;
+pub mod timestamps;
 
 use std::fmt;
 use std::fs::File;
@@ -243,6 +244,12 @@ pub struct Error {
 #[derive(Debug)]
 pub enum ErrorKind {
     Io(io::Error),
+    /// An I/O failure with what was being done ("cannot read the
+    /// timestamp file").
+    IoDoing {
+        doing: &'static str,
+        error: io::Error,
+    },
     /// A `.dat` line that is not `PATH START END MD5`.
     BadDatLine {
         line: usize,
@@ -286,6 +293,7 @@ impl fmt::Display for Error {
                 write!(f, "{p}: missing ({e})")
             }
             ErrorKind::Io(e) => write!(f, "{p}: {e}"),
+            ErrorKind::IoDoing { doing, error } => write!(f, "{doing} {p}: {error}"),
             ErrorKind::BadDatLine { line, text } => write!(
                 f,
                 "{p}:{line}: not a repozo .dat line (expected \"PATH START END MD5\"): {text:?}"

@@ -1,6 +1,13 @@
 //! Shared helpers for the integration tests: the real binary, the real
-//! ZODB (through the test virtualenv), temp dirs, readable failures.
+//! ZODB (through the test virtualenv), temp dirs, readable failures, the
+//! daemon under test and a protocol client; `site` holds the one-storage
+//! site of the backup, restore and repozo interop tests.
 #![allow(dead_code)]
+
+// The one-storage site of the backup, restore and repozo interop tests.
+pub mod site;
+#[allow(unused_imports)]
+pub use site::*;
 
 use std::path::{Path, PathBuf};
 use std::process::{Command, Output, Stdio};

@@ -1,14 +1,198 @@
-//! Backups are coherent: with a running daemon fed the real TIDs of real
-//! ZODB files, `backup` copies each Data.fs only up to its storage's
-//! coherent TID (not to its end), records the point in the manifests, and
-//! `restore` gives files whose last TIDs are the published point. A
-//! storage the daemon does not know fails alone, clearly.
+//! `tidstorage backup` on Data.fs files written by the real ZODB: run
+//! names (several runs in one second), the repository lock, a failed copy
+//! leaving no file under a backup's name, an unreachable daemon, pruning
+//! with `--keep-full`, a commit in progress on a live file. Then backups
+//! through a running daemon fed the real TIDs: each Data.fs is copied only
+//! up to its storage's coherent TID, the point is recorded in the
+//! manifests, `restore` gives it back, a storage the daemon does not know
+//! fails alone, and backup fires the bootstrap trigger of a storage missing
+//! from the point.
+//!
+//! Restore-only behaviour is in `restore.rs`; exchanging repositories with
+//! ZODB's repozo is in `repozo_interop.rs`.
 
 mod common;
 
 use std::path::Path;
+use std::process::Command;
 
 use common::*;
+
+#[test]
+fn backups_in_one_second_get_distinct_names_and_all_restore() {
+    let s = Site::new(3);
+    for _ in 0..3 {
+        s.write(1);
+        s.ok(&["backup", "--no-server"]);
+    }
+    let files = s.data_files();
+    assert_eq!(files.len(), 3);
+    let mut roots: Vec<&str> = files.iter().map(|f| &f[..19]).collect();
+    roots.dedup();
+    assert_eq!(roots.len(), 3, "two files share a second: {files:?}");
+    // repozo would skip nothing: its restore has every transaction.
+    assert!(s.repozo_restore("r.fs", None) == s.live());
+    let ts = std::fs::read_to_string(s.p("timestamps.log")).unwrap();
+    let lines: Vec<&str> = ts.lines().collect();
+    assert_eq!(lines.len(), 3);
+    assert!(lines.windows(2).all(|w| w[0] < w[1]), "{ts}");
+}
+
+#[test]
+fn a_locked_repository_is_refused_and_untouched() {
+    let s = Site::new(3);
+    let held = tidstorage::fsutil::try_lock_file(&s.repo().join("tidstorage.lock"))
+        .unwrap()
+        .unwrap();
+    let before = s.all_files();
+    let o = s.tid(&["backup", "--no-server"]);
+    assert_code(&o, 3);
+    assert!(
+        stderr(&o).contains("held by another tidstorage"),
+        "{}",
+        stderr(&o)
+    );
+    assert_eq!(s.all_files(), before);
+    let o = s.tid(&["restore", "--no-cut", "--output-dir", "out"]);
+    assert_code(&o, 3);
+    drop(held);
+    s.ok(&["backup", "--no-server"]);
+}
+
+#[test]
+fn a_failed_copy_leaves_no_file_under_a_backup_name() {
+    let s = Site::new(30);
+    let size = std::fs::metadata(s.data_fs()).unwrap().len();
+    // A file size limit below the Data.fs: the copy fails like a full disk.
+    let limit = size / 2;
+    let mut cmd = Command::new(bin());
+    cmd.args(["-c", "t.toml", "backup", "--no-server"])
+        .current_dir(s.dir.path())
+        .env_remove("TIDSTORAGE_CONFIG");
+    // SAFETY: only async-signal-safe libc calls between fork and exec.
+    unsafe {
+        use std::os::unix::process::CommandExt;
+        cmd.pre_exec(move || {
+            let lim = libc::rlimit {
+                rlim_cur: limit,
+                rlim_max: libc::RLIM_INFINITY,
+            };
+            libc::setrlimit(libc::RLIMIT_FSIZE, &lim);
+            libc::signal(libc::SIGXFSZ, libc::SIG_IGN);
+            Ok(())
+        });
+    }
+    let o = cmd.output().unwrap();
+    assert_code(&o, 3);
+    let err = stderr(&o);
+    assert!(err.contains("no backup file was left"), "{err}");
+    // Only the lock file: no data file, no .dat, no temporary, no manifest.
+    assert_eq!(s.all_files(), ["tidstorage.lock"]);
+    assert!(!s.p("timestamps.log").exists());
+    // And a later run works.
+    s.ok(&["backup", "--no-server"]);
+    assert_eq!(s.data_files().len(), 1);
+}
+
+#[test]
+fn daemon_down_is_a_clear_error_and_writes_nothing() {
+    let s = Site::new(3);
+    // A port nobody listens on: bind, read the port, close.
+    let port = std::net::TcpListener::bind("127.0.0.1:0")
+        .unwrap()
+        .local_addr()
+        .unwrap()
+        .port();
+    let addr = format!("127.0.0.1:{port}");
+    let o = s.tid(&["backup", "--server", &addr]);
+    assert_code(&o, 3);
+    let err = stderr(&o);
+    assert!(err.contains("cannot reach the tidstorage daemon"), "{err}");
+    assert!(err.contains("nothing was backed up"), "{err}");
+    assert_eq!(s.all_files(), ["tidstorage.lock"]);
+    assert!(
+        !s.p("status-copies").exists()
+            || std::fs::read_dir(s.p("status-copies")).unwrap().count() == 0
+    );
+}
+
+#[test]
+fn keep_full_prunes_older_chains_and_status_copies() {
+    let s = Site::new(3);
+    std::fs::write(s.p("status.tid"), "").unwrap();
+    for i in 0..3 {
+        s.write(1);
+        s.ok(&["backup", "--no-server", "--full"]);
+        s.write(1);
+        s.ok(&["backup", "--no-server"]);
+        if i == 2 {
+            break;
+        }
+    }
+    assert_eq!(s.data_files().len(), 6);
+    let copies = std::fs::read_dir(s.p("status-copies")).unwrap().count();
+    assert_eq!(copies, 6);
+    s.write(1);
+    let out = s.ok(&["backup", "--no-server", "--keep-full", "2"]);
+    assert!(out.contains("removed"), "{out}");
+    let files = s.data_files();
+    let exts: Vec<&str> = files.iter().map(|f| ext_of(f)).collect();
+    assert_eq!(exts, [".fs", ".deltafs", ".fs", ".deltafs", ".deltafs"]);
+    // Nothing of the removed chain is left (no .dat, .index or manifest).
+    let oldest = &files[0][..19];
+    for f in s.all_files() {
+        if f.len() >= 19 && f.as_bytes()[4] == b'-' {
+            assert!(&f[..19] >= oldest, "{f} survived the pruning");
+        }
+    }
+    let copies: Vec<String> = std::fs::read_dir(s.p("status-copies"))
+        .unwrap()
+        .map(|e| e.unwrap().file_name().to_string_lossy().into_owned())
+        .collect();
+    // 7 runs; the 2 made before the oldest kept full backup are gone.
+    assert_eq!(copies.len(), 5, "{copies:?}");
+    assert!(
+        copies.iter().all(|c| c[c.len() - 19..] >= *oldest),
+        "{copies:?}"
+    );
+    assert!(s.repozo_restore("r.fs", None) == s.live());
+}
+
+#[test]
+fn a_commit_in_progress_on_a_live_file_is_not_reported_as_damage() {
+    let s = Site::new(0);
+    let tids = s.write(3);
+    let size = std::fs::metadata(s.data_fs()).unwrap().len();
+    // ZODB truncates a voted tail when it opens a file read-write: the
+    // server opens first, then its commit is in progress.
+    let mut hold = hold_open(&s.data_fs());
+    append_voted_transaction(&s.data_fs(), tids.last().unwrap() + 1);
+    let o = s.tid(&["backup", "--no-server"]);
+    drop(hold.stdin.take());
+    let _ = hold.wait();
+    assert_code(&o, 0);
+    let out = stdout(&o);
+    assert!(
+        out.contains(&format!(
+            "backed up to offset {size}, before a commit in progress"
+        )),
+        "{out}"
+    );
+    assert!(!out.contains("damaged"), "{out}");
+    assert_eq!(s.our_restore("out", &[]).len() as u64, size);
+
+    // Nobody holds the file any more: the same tail is damage (a commit
+    // interrupted by a crash), and said so.
+    next_second();
+    let out = s.ok(&["backup", "--no-server"]);
+    assert!(
+        out.contains(&format!("the Data.fs is damaged after offset {size}")),
+        "{out}"
+    );
+}
+
+// ---------------------------------------------------------------------------
+// Backups through a running daemon (several storages, one coherent point).
 
 fn write_config(dir: &Path, name: &str, port: u16, storages: &[&str]) {
     let mut t = format!(

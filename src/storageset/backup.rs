@@ -1,0 +1,636 @@
+//! A backup run: a repozo-compatible backup of every selected Data.fs,
+//! each copied only up to its storage's coherent TID (SPEC §6).
+//!
+//! One run: lock every repository, copy the status file aside, ask the
+//! daemon for the coherency point (waiting a bounded time for storages
+//! still missing after start-up, firing their bootstrap triggers), back up
+//! each storage (full, incremental or nothing new) up to the cut position
+//! of its TID, then name the run with one UTC timestamp T: the status-file
+//! copy `<name>.<T>`, one manifest `<T>.tidstorage.json` per repository,
+//! and the line T in the timestamp file (only when every configured
+//! storage succeeded, so a default restore always finds a complete set).
+//! `keep_full` prunes last. A storage that fails is reported and the
+//! others carry on.
+//!
+//! Must not: write a backup file anywhere but through the repozo module
+//! (temp, fsync, link under a name no file has), or reuse a second.
+
+use std::collections::BTreeMap;
+use std::path::{Path, PathBuf};
+use std::time::{Duration, Instant};
+
+use super::job::StorageJob;
+use super::{Error, Result};
+use crate::bootstrap::{Triggers, EXIT_GRACE};
+use crate::client::{server_address, DaemonClient};
+use crate::config::Config;
+use crate::datafs::index::{index_for_prefix, FsIndex};
+use crate::datafs::DataFs;
+use crate::fsutil::{self, DataFsLock};
+use crate::progress::{self, Progress};
+use crate::repozo::backup::Decision;
+use crate::repozo::manifest::Manifest;
+use crate::repozo::{self, timestamps, Stamp};
+use crate::tid::Tid;
+
+/// What the caller asks of a run (the flags, merged with `[backup]`).
+#[derive(Debug, Clone)]
+pub struct BackupOptions {
+    /// Daemon to take the point from (default: `[server]` address:port).
+    pub server: Option<String>,
+    /// Back up to each file's end; restore then cuts with the status file.
+    pub no_server: bool,
+    /// Only these configured storages (empty: all).
+    pub storages: Vec<String>,
+    pub full: bool,
+    pub quick: bool,
+    /// gzip new files; `None` takes `[backup] gzip`.
+    pub gzip: Option<bool>,
+    /// Prune older chains; `None` takes `[backup] keep_full`.
+    pub keep_full: Option<u32>,
+    /// How long to wait for storages missing from the daemon's point.
+    pub bootstrap_wait: Duration,
+    /// No progress bars.
+    pub quiet: bool,
+}
+
+/// What one storage's backup did.
+#[derive(Debug)]
+pub struct StorageBackup {
+    pub storage: String,
+    /// `full`, `incremental` or `unchanged`.
+    pub kind: &'static str,
+    /// The new backup file's path (None when unchanged).
+    pub file: Option<PathBuf>,
+    /// The byte range of the Data.fs this run copied.
+    pub start: u64,
+    pub end: u64,
+    pub source_size: u64,
+    /// The coherent TID (None with `no_server`).
+    pub tid: Option<Tid>,
+    /// The last TID in the backed-up prefix.
+    pub last_tid: Option<Tid>,
+    /// Why a full backup was taken when an incremental was possible.
+    pub reason: Option<String>,
+    pub notes: Vec<String>,
+    pub secs: f64,
+}
+
+/// What `keep_full` removed.
+#[derive(Debug)]
+pub enum Pruned {
+    Repository {
+        storage: String,
+        removed: usize,
+        keep_full: u32,
+    },
+    StatusCopies {
+        removed: usize,
+        older_than: Stamp,
+    },
+}
+
+/// The outcome of a run that got as far as backing up.
+#[derive(Debug)]
+pub struct BackupReport {
+    /// The run's timestamp.
+    pub run: Stamp,
+    pub backed_up: Vec<StorageBackup>,
+    /// Storages that failed (each error names its storage).
+    pub failures: Vec<Error>,
+    /// Failures of the run's own files (status copy, timestamp file, pruning).
+    pub run_errors: Vec<Error>,
+    pub pruned: Vec<Pruned>,
+    pub status_copy: Option<PathBuf>,
+    /// How many storages were selected.
+    pub selected: usize,
+}
+
+impl BackupReport {
+    pub fn ok(&self) -> bool {
+        self.failures.is_empty() && self.run_errors.is_empty()
+    }
+}
+
+/// How long to wait for the clock to reach a repository's next free second.
+const CLOCK_WAIT: Duration = Duration::from_secs(3);
+const POLL: Duration = Duration::from_millis(250);
+
+/// A storage being backed up.
+struct Job<'a> {
+    job: StorageJob<'a>,
+    /// The newest second named in the repository before this run.
+    floor: Option<Stamp>,
+}
+
+/// A storage backed up, before the run was named.
+struct Done {
+    out: StorageBackup,
+    file_name: Option<String>,
+    chain: Vec<String>,
+    stamp: Option<Stamp>,
+}
+
+/// Runs a backup of the selected storages. `Err` when nothing could be
+/// started (configuration, the status-file copy, an unreachable daemon);
+/// otherwise the report says per storage what happened.
+pub fn run(c: &Config, o: &BackupOptions) -> Result<BackupReport> {
+    let selected = c
+        .select_storages(&o.storages)
+        .map_err(|e| Error::config(e.message))?;
+    if selected.is_empty() {
+        return Err(Error::config(format!(
+            "no storage to back up: the {} has no [[storage]] with data_fs and repository",
+            c.describe_source()
+        )));
+    }
+    let gzip = o.gzip.unwrap_or(c.backup.gzip);
+    let keep_full = o.keep_full.or(c.backup.keep_full);
+    let timestamp_floor = match &c.backup.timestamp_file {
+        Some(p) => timestamps::last(p)?.map(Stamp::next),
+        None => None,
+    };
+
+    // Lock and check every repository first.
+    let mut failures = Vec::new();
+    let mut jobs = Vec::new();
+    for s in &selected {
+        match prepare(s, c) {
+            Ok(j) => jobs.push(j),
+            Err(e) => failures.push(e.storage(&s.id)),
+        }
+    }
+
+    // The status file, copied before the Data.fs files are read: every
+    // point in the copy is then covered by the copies (what a no-server
+    // backup's restore relies on).
+    let status_copy = match &c.backup.status_file_backup_dir {
+        Some(dir) if !jobs.is_empty() => copy_status_file(&c.server.status_file, dir, o.no_server)?,
+        _ => None,
+    };
+
+    let point: Option<BTreeMap<String, Tid>> = if o.no_server || jobs.is_empty() {
+        None
+    } else {
+        let addr = server_address(o.server.as_deref(), c);
+        let ids: Vec<&str> = jobs.iter().map(|j| j.job.id()).collect();
+        Some(take_point(&addr, &ids, o.bootstrap_wait, c)?)
+    };
+
+    let mut done: Vec<(Job, Done)> = Vec::new();
+    for j in jobs {
+        let tid = match &point {
+            None => None,
+            Some(p) => match p.get(j.job.id()) {
+                Some(t) => Some(*t),
+                None => {
+                    failures.push(
+                        Error::refused(format!(
+                            "the daemon has no coherent TID for this storage (bootstrap incomplete \
+                             after waiting {}): check `tidstorage bootstrap-status`, the \
+                             [bootstrap] trigger, and that Zope reports commits of this storage; \
+                             or back up with --no-server",
+                            humantime::format_duration(o.bootstrap_wait)
+                        ))
+                        .storage(j.job.id()),
+                    );
+                    continue;
+                }
+            },
+        };
+        let floor = j.floor.max(timestamp_floor.map(|s| Stamp(s.0 - 1)));
+        match backup_one(&j, tid, o, gzip, floor) {
+            Ok(d) => done.push((j, d)),
+            Err(e) => failures.push(e.storage(j.job.id())),
+        }
+    }
+
+    // The run's timestamp: after every name this run or earlier runs used.
+    let mut run = Stamp::now();
+    for (j, d) in &done {
+        run = run.max(j.floor.map(Stamp::next).unwrap_or(run));
+        if let Some(s) = d.stamp {
+            run = run.max(s);
+        }
+    }
+    if let Some(f) = timestamp_floor {
+        run = run.max(f);
+    }
+    if !repozo::wait_for(run, CLOCK_WAIT) {
+        log::warn!(
+            "the repositories hold names up to {run}, ahead of this host's clock; \
+             naming the run {run} anyway (check the clock)"
+        );
+    }
+
+    let mut run_errors = Vec::new();
+    let status_copy_path = match status_copy {
+        Some((tmp, base, dir)) => {
+            let target = dir.join(format!("{base}.{run}"));
+            match tmp.persist_new(&target) {
+                Ok(()) => Some(target),
+                Err(e) => {
+                    run_errors
+                        .push(Error::io(&target, e).doing("cannot save the status file copy"));
+                    None
+                }
+            }
+        }
+        None => None,
+    };
+
+    let point_json: BTreeMap<String, u64> = point
+        .as_ref()
+        .map(|p| p.iter().map(|(k, v)| (k.clone(), v.0)).collect())
+        .unwrap_or_default();
+    let mut ok_jobs = Vec::new();
+    for (j, d) in done {
+        let m = Manifest {
+            format: repozo::manifest::FORMAT.into(),
+            version: 1,
+            timestamp: run.text(),
+            storage: j.job.cfg.id.clone(),
+            data_fs: j.job.data_fs.display().to_string(),
+            mode: if o.no_server { "no-server" } else { "coherent" }.into(),
+            tid: d.out.tid.map(|t| t.0),
+            tid_hex: d.out.tid.map(|t| t.hex()),
+            tid_time: d.out.tid.map(|t| t.rfc3339()),
+            cut_position: d.out.end,
+            last_tid: d.out.last_tid.map(|t| t.0),
+            source_size: d.out.source_size,
+            backup_kind: d.out.kind.into(),
+            backup_file: d.file_name.clone(),
+            chain: d.chain.clone(),
+            point: point_json.clone(),
+            status_file_copy: status_copy_path.as_ref().map(|p| p.display().to_string()),
+        };
+        match j.job.repo.write_manifest(&m, run) {
+            Ok(_) => ok_jobs.push((j, d)),
+            Err(e) => failures.push(
+                Error::from(e)
+                    .doing("backed up, but the manifest could not be written")
+                    .advice("restore of this run needs --tid-log")
+                    .storage(j.job.id()),
+            ),
+        }
+    }
+
+    let complete = failures.is_empty() && selected.len() == c.storages.len();
+    if let Some(ts) = &c.backup.timestamp_file {
+        if complete {
+            if let Err(e) = timestamps::append(ts, &run.text()) {
+                run_errors.push(
+                    Error::io(ts, e)
+                        .doing(format!("cannot append {run} to the timestamp file"))
+                        .advice(format!("restore with --date {run}")),
+                );
+            }
+        } else if failures.is_empty() {
+            log::info!(
+                "{run} not added to the timestamp file {}: only some storages were backed up",
+                ts.display()
+            );
+        }
+    }
+
+    let mut pruned = Vec::new();
+    if let Some(n) = keep_full {
+        let mut oldest_kept: Option<Stamp> = None;
+        let mut all_pruned = complete;
+        for (j, _) in &ok_jobs {
+            match j.job.repo.prune(n as usize) {
+                Ok((kept, removed)) => {
+                    match kept {
+                        Some(k) => oldest_kept = Some(oldest_kept.map_or(k, |o| o.min(k))),
+                        None => all_pruned = false,
+                    }
+                    if !removed.is_empty() {
+                        pruned.push(Pruned::Repository {
+                            storage: j.job.cfg.id.clone(),
+                            removed: removed.len(),
+                            keep_full: n,
+                        });
+                    }
+                }
+                Err(e) => run_errors.push(Error::from(e).doing("--keep-full")),
+            }
+        }
+        if let (true, Some(cut), Some(dir)) =
+            (all_pruned, oldest_kept, &c.backup.status_file_backup_dir)
+        {
+            match prune_status_copies(dir, &c.server.status_file, cut) {
+                Ok(0) => {}
+                Ok(k) => pruned.push(Pruned::StatusCopies {
+                    removed: k,
+                    older_than: cut,
+                }),
+                Err(e) => run_errors.push(e),
+            }
+        }
+    }
+
+    Ok(BackupReport {
+        run,
+        backed_up: ok_jobs.into_iter().map(|(_, d)| d.out).collect(),
+        failures,
+        run_errors,
+        pruned,
+        status_copy: status_copy_path,
+        selected: selected.len(),
+    })
+}
+
+fn prepare<'a>(s: &'a crate::config::StorageConfig, c: &Config) -> Result<Job<'a>> {
+    if let Some(dir) = &s.repository {
+        if !dir.is_dir() {
+            return Err(Error::refused(format!(
+                "repository {} is not a directory; create it (repozo requires it to exist too)",
+                dir.display()
+            )));
+        }
+    }
+    let job = StorageJob::prepare(s, c)?;
+    let floor = job.repo.newest_stamp()?;
+    Ok(Job { job, floor })
+}
+
+/// Asks the daemon for its point; while some of `ids` are missing from it
+/// (the daemon just started and has not seen them commit), fires their
+/// `[bootstrap]` triggers once and waits (bounded) for them to show up.
+fn take_point(
+    addr: &str,
+    ids: &[&str],
+    wait: Duration,
+    c: &Config,
+) -> Result<BTreeMap<String, Tid>> {
+    let end = Instant::now() + wait;
+    let mut client =
+        DaemonClient::connect(addr).map_err(|e| Error::from(e).advice("nothing was backed up"))?;
+    let mut triggers: Option<Triggers> = None;
+    loop {
+        let point: BTreeMap<String, Tid> = client.dump()?.into_iter().collect();
+        let missing: Vec<String> = ids
+            .iter()
+            .filter(|i| !point.contains_key(**i))
+            .map(|i| i.to_string())
+            .collect();
+        if let Some(t) = &mut triggers {
+            t.reap();
+        }
+        if missing.is_empty() || Instant::now() + POLL > end {
+            if let Some(t) = &mut triggers {
+                // Their commits were seen: let them close cleanly. A
+                // trigger that did not get through by now is stuck.
+                if missing.is_empty() {
+                    t.wait(EXIT_GRACE);
+                }
+                t.stop();
+            }
+            return Ok(point);
+        }
+        if triggers.is_none() {
+            log::warn!(
+                "the daemon at {addr} has no coherent TID yet for {missing:?}; firing their \
+                 bootstrap triggers and waiting up to {}",
+                humantime::format_duration(wait)
+            );
+            let mut t = Triggers::new(c.bootstrap.clone(), &c.storages, addr.to_string());
+            t.fire(&missing);
+            triggers = Some(t);
+        }
+        std::thread::sleep(POLL);
+    }
+}
+
+fn backup_one(
+    j: &Job,
+    tid: Option<Tid>,
+    o: &BackupOptions,
+    gzip: bool,
+    floor: Option<Stamp>,
+) -> Result<Done> {
+    let t0 = Instant::now();
+    let id = j.job.id();
+    let data_fs = &j.job.data_fs;
+    let repo = &j.job.repo;
+    let df = DataFs::open(data_fs).map_err(|e| Error::from(e).doing("cannot read the Data.fs"))?;
+    let mut notes = Vec::new();
+    let (end, last_tid) = match tid {
+        Some(t) => {
+            let cc = df.coherent_cut(t)?;
+            if cc.ends_before_tid {
+                return Err(Error::refused(format!(
+                    "{} ends at TID {} before the coherent TID {} the daemon reports for this \
+                     storage: is data_fs the file this ZEO server writes? nothing was backed up",
+                    data_fs.display(),
+                    cc.cut.last_kept_tid.map(|t| t.hex()).unwrap_or_default(),
+                    t.hex()
+                )));
+            }
+            if let Some(d) = &cc.cut.damage {
+                if cc.cut.valid_end <= cc.cut.position
+                    && !commit_in_progress(data_fs, cc.cut.zodb_refuses)
+                {
+                    notes.push(format!("damage after the backed-up part: {d}"));
+                }
+            }
+            (cc.cut.position, cc.cut.last_kept_tid)
+        }
+        None => {
+            let v = df
+                .valid_prefix()
+                .map_err(|e| Error::from(e).doing("cannot read the Data.fs"))?;
+            if let Some(d) = &v.damage {
+                if commit_in_progress(data_fs, v.zodb_refuses) {
+                    notes.push(format!(
+                        "backed up to offset {}, before a commit in progress (the ZEO \
+                         server holds the file's lock)",
+                        v.end
+                    ));
+                } else {
+                    notes.push(format!(
+                        "the Data.fs is damaged after offset {}: backed up only before it ({d})",
+                        v.end
+                    ));
+                }
+            }
+            (v.end, v.last_tid)
+        }
+    };
+    let check_pb = progress::bar(0, format!("{id} checking"), o.quiet);
+    let (decision, chain) =
+        repo.decide(df.file(), end, o.full, o.quick, &check_pb as &dyn Progress)?;
+    check_pb.finish_and_clear();
+    let out = |kind, file: Option<PathBuf>, start, reason, notes| StorageBackup {
+        storage: id.to_string(),
+        kind,
+        file,
+        start,
+        end,
+        source_size: df.size(),
+        tid,
+        last_tid,
+        reason,
+        notes,
+        secs: t0.elapsed().as_secs_f64(),
+    };
+    let (start, chain_ref, kind, reason) = match &decision {
+        Decision::Unchanged => {
+            return Ok(Done {
+                out: out("unchanged", None, end, None, notes),
+                file_name: None,
+                chain: chain.map(|c| c.names()).unwrap_or_default(),
+                stamp: None,
+            })
+        }
+        Decision::Incremental { start } => (*start, chain.as_ref(), "incremental", None),
+        Decision::Full(why) => (0, None, "full", Some(why.clone())),
+    };
+    let mut stamp = repo.next_stamp(floor)?;
+    if !repozo::wait_for(stamp, CLOCK_WAIT) {
+        log::warn!(
+            "{}: newest name is ahead of this host's clock; naming the backup {stamp}",
+            repo.dir.display()
+        );
+    } else {
+        // The wait may have crossed into a later second; a later name is
+        // still unique and more honest.
+        stamp = stamp.max(Stamp::now());
+    }
+    let pb = progress::bar(end - start, format!("{id} {kind}"), o.quiet);
+    // The index is built on a second thread while the bytes are copied.
+    let previous_index = match chain_ref.and_then(|c| c.links.last()) {
+        Some(l) => repo.index_path(&l.file),
+        None => fsutil::sibling(data_fs, ".index"),
+    };
+    let (written, index) = std::thread::scope(|s| {
+        let ix = s.spawn(|| {
+            let existing = FsIndex::load(&previous_index).ok();
+            index_for_prefix(&df, end, existing, &mut |_, _| {})
+        });
+        let w = repo.write_backup(
+            df.file(),
+            start,
+            end,
+            chain_ref,
+            stamp,
+            gzip,
+            &pb as &dyn Progress,
+        );
+        // The index thread only reads; a panic there is a bug worth seeing.
+        (w, ix.join().expect("index thread"))
+    });
+    pb.finish_and_clear();
+    let written = written.map_err(|e| {
+        Error::from(e)
+            .advice("no backup file was left under a backup name, fix the cause and run again")
+    })?;
+    match index {
+        Ok(ix) => {
+            let p = repo.index_path(&written.file);
+            if let Err(e) = ix.index.save(end, &p) {
+                notes.push(format!(
+                    "index {} not written ({e}); restore rebuilds it",
+                    p.display()
+                ));
+            }
+        }
+        Err(e) => notes.push(format!(
+            "no .index written: the Data.fs could not be indexed ({e}); restore rebuilds it"
+        )),
+    }
+    Ok(Done {
+        out: out(
+            kind,
+            Some(repo.path(&written.file.name)),
+            start,
+            reason,
+            notes,
+        ),
+        file_name: Some(written.file.name.clone()),
+        chain: written.chain,
+        stamp: Some(stamp),
+    })
+}
+
+/// True when the bytes after a file's valid prefix are a commit a live
+/// server is writing rather than damage: ZODB quietly stops before them
+/// (a voted transaction not finished yet, or one still being appended)
+/// and the file's `.lock` is held. Reading a live file meets this on every
+/// busy backup; calling it damage would send the operator to cut or
+/// restore a healthy database.
+fn commit_in_progress(data_fs: &Path, zodb_refuses: bool) -> bool {
+    if zodb_refuses {
+        return false;
+    }
+    matches!(DataFsLock::probe(data_fs), Ok(true))
+}
+
+/// Copies the status file into a temporary file of `dir` (named once the
+/// run's timestamp is known). A missing status file is a warning.
+fn copy_status_file(
+    status: &Path,
+    dir: &Path,
+    no_server: bool,
+) -> Result<Option<(fsutil::TempFile, String, PathBuf)>> {
+    let base = status
+        .file_name()
+        .map(|n| n.to_string_lossy().into_owned())
+        .unwrap_or_else(|| "tidstorage.tid".into());
+    let mut src = match std::fs::File::open(status) {
+        Ok(f) => f,
+        Err(e) => {
+            log::warn!(
+                "status file {} not copied ({e}){}",
+                status.display(),
+                if no_server {
+                    "; restoring this no-server backup will need --tid-log with a status file"
+                } else {
+                    ""
+                }
+            );
+            return Ok(None);
+        }
+    };
+    std::fs::create_dir_all(dir).map_err(|e| {
+        Error::io(dir, e)
+            .doing("cannot create status_file_backup_dir")
+            .advice("nothing was backed up")
+    })?;
+    let mut tmp = fsutil::TempFile::beside(&dir.join(&base)).map_err(|e| {
+        Error::io(dir, e)
+            .doing("cannot write into status_file_backup_dir")
+            .advice("nothing was backed up")
+    })?;
+    std::io::copy(&mut src, tmp.file()).map_err(|e| {
+        Error::io(status, e)
+            .doing(format!(
+                "cannot copy into {} the status file",
+                dir.display()
+            ))
+            .advice("nothing was backed up")
+    })?;
+    Ok(Some((tmp, base, dir.to_path_buf())))
+}
+
+fn prune_status_copies(dir: &Path, status: &Path, before: Stamp) -> Result<usize> {
+    let base = status
+        .file_name()
+        .map(|n| n.to_string_lossy().into_owned())
+        .unwrap_or_default();
+    let prefix = format!("{base}.");
+    let rd = std::fs::read_dir(dir).map_err(|e| Error::io(dir, e).doing("cannot list"))?;
+    let mut n = 0;
+    for ent in rd.flatten() {
+        let name = ent.file_name().to_string_lossy().into_owned();
+        let Some(st) = name.strip_prefix(&prefix).and_then(Stamp::parse) else {
+            continue;
+        };
+        if st < before {
+            std::fs::remove_file(ent.path())
+                .map_err(|e| Error::io(ent.path(), e).doing("cannot remove"))?;
+            n += 1;
+        }
+    }
+    Ok(n)
+}

@@ -1,0 +1,377 @@
+//! Cutting Data.fs files in place after a crash, so that every database
+//! ends at the same coherency point.
+//!
+//! All-or-nothing: a [`Plan`] is made for every storage first (coherent
+//! TID, current size, cut position, what goes), with every Data.fs lock
+//! taken; if any storage cannot be cut, nothing is touched. Then, per file
+//! ([`execute`]): the removed bytes are saved durably to
+//! `Data.fs.tail-<tid hex>` (unless `discard_tail`), the file is truncated
+//! and fsynced, a fresh `Data.fs.index` for the cut file replaces the stale
+//! one (temp file, fsync, rename), and the directory is fsynced.
+//!
+//! The index is computed from the file *before* truncating (the fix-up of
+//! an existing index reads the removed transactions) and written after, so
+//! it never covers bytes the file does not hold. The old index is not kept:
+//! it is a cache derived from the file. When no index can be made (damage
+//! in the kept prefix), the stale one is removed and ZODB rebuilds it at
+//! its next open, as it would have anyway.
+//!
+//! Truncating in place is the one exception to "temp file, then rename":
+//! copying a multi-GB prefix would cost O(file), and truncation never
+//! rewrites a kept byte. A crash between saving the tail and truncating
+//! leaves the file untouched and the tail saved; running `cut` again is safe.
+
+use std::fs::OpenOptions;
+use std::path::{Path, PathBuf};
+
+use super::{point, Error, ErrorKind, Result};
+use crate::config::Config;
+use crate::datafs::index::{self, FsIndex, IndexMethod};
+use crate::datafs::{CutPosition, DataFs};
+use crate::fsutil::{self, sibling, DataFsLock};
+use crate::progress;
+use crate::statuslog::Point;
+use crate::tid::Tid;
+
+/// Where the point of a cut of the configured storages comes from.
+#[derive(Debug, Clone)]
+pub enum PointSource {
+    /// A status file (`--tid-log`, default `[server] status_file`).
+    StatusFile {
+        path: Option<PathBuf>,
+        lenient: bool,
+    },
+    /// A daemon still running (`--server HOST:PORT`).
+    Daemon(String),
+}
+
+/// What the caller asks of a cut (the flags).
+#[derive(Debug, Clone)]
+pub struct CutOptions {
+    /// Plan only: no lock is taken, nothing is changed.
+    pub dry_run: bool,
+    /// Verify every kept transaction before cutting.
+    pub verify: bool,
+    pub quiet: bool,
+}
+
+/// What will happen to one file.
+pub struct Plan {
+    pub storage: Option<String>,
+    pub data_fs: PathBuf,
+    pub tid: Tid,
+    pub current_size: u64,
+    pub cut: CutPosition,
+    /// Held from planning to the end so no ZODB process opens the file meanwhile.
+    _lock: Option<DataFsLock>,
+    pub notes: Vec<String>,
+    /// How the fresh index will be made (tried first; see [`execute`]).
+    pub index_method: IndexMethod,
+    /// Position the existing index covers, when one is readable.
+    pub index_existing: Option<u64>,
+}
+
+impl Plan {
+    /// Bytes of the Data.fs the index computation reads.
+    pub fn index_scan_bytes(&self) -> u64 {
+        match self.index_method {
+            IndexMethod::Built => self.cut.position - 4,
+            IndexMethod::Extended { from } => self.cut.position - from,
+            IndexMethod::FixedUp { from } => from - self.cut.position,
+        }
+    }
+
+    /// `none` (nothing is cut), `build`, `extend` or `fix_up`.
+    pub fn index_action(&self) -> &'static str {
+        if self.cut.position >= self.current_size {
+            return "none";
+        }
+        match self.index_method {
+            IndexMethod::Built => "build",
+            IndexMethod::Extended { .. } => "extend",
+            IndexMethod::FixedUp { .. } => "fix_up",
+        }
+    }
+
+    /// True when the file holds bytes after the cut position.
+    pub fn cuts(&self) -> bool {
+        self.cut.position < self.current_size
+    }
+}
+
+/// Plans the cut of one file after `tid` (`tidstorage cut FILE TID`).
+pub fn plan_file(data_fs: &Path, tid: Tid, o: &CutOptions) -> Result<Plan> {
+    plan_one(None, data_fs, tid, o)
+}
+
+/// Plans the cut of the selected configured storages at the point of
+/// `source`; every storage must be plannable, or nothing is returned.
+pub fn plan_configured(
+    c: &Config,
+    storages: &[String],
+    source: &PointSource,
+    o: &CutOptions,
+) -> Result<Vec<Plan>> {
+    let storages = c
+        .select_storages(storages)
+        .map_err(|e| Error::config(e.message))?;
+    if storages.is_empty() {
+        return Err(Error::config(format!(
+            "no storage to cut: the {} has no [[storage]]; give one, or use `tidstorage cut FILE TID`",
+            c.describe_source()
+        )));
+    }
+    let (point, from): (Point, String) = match source {
+        PointSource::Daemon(addr) => (point::from_daemon(addr)?, format!("the daemon at {addr}")),
+        PointSource::StatusFile { path, lenient } => {
+            let path = path.clone().unwrap_or_else(|| c.server.status_file.clone());
+            (
+                point::from_status_file(&path, *lenient)?,
+                format!("the status file {}", path.display()),
+            )
+        }
+    };
+    let mut plans = Vec::new();
+    let mut errors = Vec::new();
+    for s in storages {
+        let Some(data_fs) = &s.data_fs else {
+            errors.push(
+                Error::config(format!("has no data_fs in the {}", c.describe_source()))
+                    .storage(&format!("{:?}", s.id)),
+            );
+            continue;
+        };
+        let Some(tid) = point.get(&s.id) else {
+            errors.push(
+                Error::refused(format!(
+                    "is not in {from}: it never had a coherency point; \
+                     check the storage id, or cut that file by hand with `tidstorage cut FILE TID`"
+                ))
+                .storage(&format!("{:?}", s.id)),
+            );
+            continue;
+        };
+        match plan_one(Some(&s.id), data_fs, *tid, o) {
+            Ok(p) => plans.push(p),
+            Err(e) => errors.push(e.storage(&format!("{:?}", s.id))),
+        }
+    }
+    if !errors.is_empty() {
+        let n = errors.len();
+        return Err(Error::new(ErrorKind::Storages(errors))
+            .doing(format!("nothing was cut, because {n} storage(s) cannot be")));
+    }
+    Ok(plans)
+}
+
+fn plan_one(storage: Option<&str>, data_fs: &Path, tid: Tid, o: &CutOptions) -> Result<Plan> {
+    let lock = if !o.dry_run {
+        Some(
+            DataFsLock::take(data_fs)
+                .map_err(|e| Error::from(e).advice("stop it before cutting"))?,
+        )
+    } else {
+        match DataFsLock::probe(data_fs) {
+            Ok(true) => {
+                return Err(Error::refused(format!(
+                    "{} is locked by a running ZEO server or ZODB process; stop it before cutting",
+                    data_fs.display()
+                )))
+            }
+            Ok(false) => None,
+            Err(e) => return Err(Error::io(data_fs, e).doing("cannot check the lock of")),
+        }
+    };
+    let df = DataFs::open(data_fs)?;
+    let cc = df.coherent_cut(tid)?;
+    let (cut, mut notes) = (cc.cut, cc.notes);
+    if o.verify {
+        let pb = progress::bar(0, format!("verifying {}", df.path().display()), o.quiet);
+        let r = df
+            .verify_upto(cut.position, &mut progress::positions(&pb))
+            .map_err(|e| {
+                Error::from(e).advice("found by --verify inside the part that would be kept")
+            })?;
+        pb.finish_and_clear();
+        notes.push(format!(
+            "verified the {} kept transaction(s)",
+            r.transactions
+        ));
+    }
+    let index_path = sibling(data_fs, ".index");
+    let index_existing = if index_path.exists() {
+        match FsIndex::read_pos(&index_path) {
+            Ok(pos) => Some(pos),
+            Err(e) => {
+                notes.push(format!("the existing index is unreadable ({e})"));
+                None
+            }
+        }
+    } else {
+        None
+    };
+    let index_method = index::plan_method(index_existing, cut.position, df.size());
+    Ok(Plan {
+        storage: storage.map(str::to_string),
+        data_fs: data_fs.to_path_buf(),
+        tid,
+        current_size: df.size(),
+        cut,
+        _lock: lock,
+        notes,
+        index_method,
+        index_existing,
+    })
+}
+
+/// What a cut did to one file.
+#[derive(Debug)]
+pub struct Outcome {
+    pub data_fs: PathBuf,
+    /// Where the removed bytes are kept (None with `discard_tail`).
+    pub tail: Option<PathBuf>,
+    /// One line about the index, for the summary.
+    pub index: String,
+}
+
+/// What [`execute`] did to every planned file.
+#[derive(Debug, Default)]
+pub struct CutReport {
+    /// Files cut (files already at their point are not listed).
+    pub cut: Vec<Outcome>,
+    /// Files that could not be cut (each error names the file).
+    pub failed: Vec<Error>,
+}
+
+/// Cuts every planned file; a failure on one file does not stop the others.
+pub fn execute(plans: &[Plan], discard_tail: bool, quiet: bool) -> CutReport {
+    let mut r = CutReport::default();
+    for p in plans {
+        match execute_one(p, discard_tail, quiet) {
+            Ok(Some(o)) => r.cut.push(o),
+            Ok(None) => {}
+            Err(e) => r.failed.push(e),
+        }
+    }
+    r
+}
+
+/// The fresh index of the kept prefix, computed before truncating; `Err`
+/// says why there is none (the stale one is then removed).
+fn fresh_index(p: &Plan, quiet: bool) -> Result<(FsIndex, String)> {
+    let path = &p.data_fs;
+    let df = DataFs::open(path)?;
+    let index_path = sibling(path, ".index");
+    let existing = match p.index_method {
+        IndexMethod::Built => None,
+        _ => match FsIndex::load(&index_path) {
+            Ok(x) => Some(x),
+            Err(e) => {
+                log::warn!("{e}; building the index from scratch");
+                None
+            }
+        },
+    };
+    let pb = progress::bar(0, format!("indexing {}", path.display()), quiet);
+    let made =
+        index::index_for_prefix(&df, p.cut.position, existing, &mut progress::positions(&pb));
+    pb.finish_and_clear();
+    let made = made?;
+    if let Some(why) = &made.rejected {
+        log::warn!(
+            "{}: existing index not reused ({why}); built a fresh one",
+            index_path.display()
+        );
+    }
+    let how = match made.method {
+        IndexMethod::Built => format!("built from the {} kept bytes", p.cut.position - 4),
+        IndexMethod::Extended { from } => format!(
+            "extended the existing index by reading {} bytes",
+            p.cut.position - from
+        ),
+        IndexMethod::FixedUp { from } => format!(
+            "fixed up the existing index by reading the {} removed bytes",
+            from - p.cut.position
+        ),
+    };
+    Ok((made.index, how))
+}
+
+/// Cuts one file; `None` when there was nothing to cut.
+fn execute_one(p: &Plan, discard_tail: bool, quiet: bool) -> Result<Option<Outcome>> {
+    let path = &p.data_fs;
+    let mut file = OpenOptions::new()
+        .read(true)
+        .write(true)
+        .open(path)
+        .map_err(|e| Error::io(path, e).doing("cannot open for writing"))?;
+    let size = file
+        .metadata()
+        .map_err(|e| Error::io(path, e).doing("cannot stat"))?
+        .len();
+    if size != p.current_size {
+        return Err(Error::refused(format!(
+            "{}: size changed from {} to {} since the plan was made; nothing done, run cut again",
+            path.display(),
+            p.current_size,
+            size
+        )));
+    }
+    if p.cut.position >= size {
+        return Ok(None);
+    }
+    let fresh = fresh_index(p, quiet);
+    let mut tail_path = None;
+    if !discard_tail {
+        let mut target = sibling(path, &format!(".tail-{}", p.tid.hex()));
+        let mut n = 1;
+        while target.exists() {
+            target = sibling(path, &format!(".tail-{}.{n}", p.tid.hex()));
+            n += 1;
+        }
+        let saving = |e| Error::io(path, e).doing("cannot save the removed bytes of");
+        let mut tmp = fsutil::TempFile::beside(&target)
+            .map_err(|e| Error::io(path, e).doing("cannot create the tail file of"))?;
+        fsutil::copy_range(&mut file, p.cut.position, size - p.cut.position, tmp.file())
+            .map_err(saving)?;
+        tmp.persist(&target).map_err(saving)?;
+        tail_path = Some(target);
+    }
+    file.set_len(p.cut.position)
+        .map_err(|e| Error::io(path, e).doing("cannot truncate"))?;
+    file.sync_all()
+        .map_err(|e| Error::io(path, e).doing("cannot fsync"))?;
+    let index_path = sibling(path, ".index");
+    let written = fresh.and_then(|(ix, how)| {
+        ix.save_owned_like(p.cut.position, &index_path, Some(path))
+            .map(|()| format!("index written ({how}, {} oids)", ix.len()))
+            .map_err(|e| Error::io(&index_path, e).doing("cannot write"))
+    });
+    let index_line = match written {
+        Ok(line) => line,
+        Err(why) => {
+            log::warn!(
+                "{}: no fresh index ({why}); ZODB rebuilds it at its next open",
+                path.display()
+            );
+            match std::fs::remove_file(&index_path) {
+                Ok(()) => {}
+                Err(e) if e.kind() == std::io::ErrorKind::NotFound => {}
+                // Harmless: ZODB ignores an index covering more than the
+                // file holds (`_check_sanity`), and the old one does.
+                Err(e) => log::warn!(
+                    "{}: the stale index could not be removed ({e}); ZODB will ignore it",
+                    index_path.display()
+                ),
+            }
+            "stale index removed; ZODB rebuilds it at its next open".to_string()
+        }
+    };
+    fsutil::sync_parent_dir(path)
+        .map_err(|e| Error::io(path, e).doing("cannot fsync the directory of"))?;
+    Ok(Some(Outcome {
+        data_fs: path.clone(),
+        tail: tail_path,
+        index: index_line,
+    }))
+}
