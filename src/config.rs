@@ -295,6 +295,41 @@ pub struct Config {
     pub storages: Vec<StorageConfig>,
 }
 
+/// `p` with `.` and `..` components resolved lexically (`/x/sub/../db0`
+/// is `/x/db0`), without touching the file system.
+pub fn normalize(p: &Path) -> PathBuf {
+    use std::path::Component;
+    let mut out = PathBuf::new();
+    for c in p.components() {
+        match c {
+            Component::CurDir => {}
+            Component::ParentDir => {
+                if !out.pop() && !p.is_absolute() {
+                    out.push("..");
+                }
+            }
+            c => out.push(c.as_os_str()),
+        }
+    }
+    out
+}
+
+/// Picks one of a storage's configured paths.
+type PathOf = fn(&StorageConfig) -> &Option<PathBuf>;
+
+/// Two configured paths name one file: equal once normalized, or the same
+/// inode when both exist (a symlink, a bind mount).
+fn same_file(a: &Path, b: &Path) -> bool {
+    use std::os::unix::fs::MetadataExt;
+    if a == b {
+        return true;
+    }
+    match (std::fs::metadata(a), std::fs::metadata(b)) {
+        (Ok(x), Ok(y)) => x.dev() == y.dev() && x.ino() == y.ino(),
+        _ => false,
+    }
+}
+
 impl Config {
     /// Finds and loads the configuration. `explicit` is `-c FILE`; a missing
     /// explicit file is an error, a missing default one means defaults.
@@ -324,7 +359,16 @@ impl Config {
             .parent()
             .filter(|p| !p.as_os_str().is_empty())
             .unwrap_or(Path::new("."));
-        let mut c = Config::from_str_at(&text, path, base)?;
+        // Absolute, so paths recorded from the configuration (manifests,
+        // logs) mean the same file from any directory.
+        let base = if base.is_absolute() {
+            base.to_path_buf()
+        } else {
+            std::env::current_dir()
+                .map_err(|e| CliError::runtime(format!("cannot read the current directory: {e}")))?
+                .join(base)
+        };
+        let mut c = Config::from_str_at(&text, path, &base)?;
         c.source = Some(path.to_path_buf());
         Ok(c)
     }
@@ -351,7 +395,7 @@ impl Config {
             let (l, c) = line_col(text, span.start);
             format!("{}:{l}:{c}", name.display())
         };
-        let resolve = |p: PathBuf| if p.is_absolute() { p } else { base.join(p) };
+        let resolve = |p: PathBuf| normalize(&if p.is_absolute() { p } else { base.join(p) });
 
         let d = ServerConfig::default();
         let s = f.server;
@@ -440,10 +484,30 @@ impl Config {
                     at(span)
                 )));
             }
+            let data_fs = st.data_fs.map(resolve);
+            let repository = st.repository.map(resolve);
+            let fields: [(&str, &Option<PathBuf>, PathOf); 2] = [
+                ("data_fs", &data_fs, |o| &o.data_fs),
+                ("repository", &repository, |o| &o.repository),
+            ];
+            for (what, mine, theirs) in fields {
+                let Some(mine) = mine else { continue };
+                let same =
+                    |o: &&StorageConfig| theirs(o).as_ref().is_some_and(|t| same_file(t, mine));
+                if let Some(o) = storages.iter().find(same) {
+                    return Err(CliError::usage(format!(
+                        "{}: storage {id:?} has the same {what} as storage {:?} ({}); each \
+                         database needs its own",
+                        at(span),
+                        o.id,
+                        mine.display()
+                    )));
+                }
+            }
             storages.push(StorageConfig {
                 id,
-                data_fs: st.data_fs.map(resolve),
-                repository: st.repository.map(resolve),
+                data_fs,
+                repository,
                 mountpoint: st.mountpoint,
             });
         }

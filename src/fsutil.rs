@@ -29,6 +29,82 @@ pub fn sync_parent_dir(path: &Path) -> io::Result<()> {
     File::open(dir)?.sync_all()
 }
 
+/// The error of a rename or link that happened, followed by a directory
+/// fsync that failed: the new file is in place (a rerun must not redo or
+/// undo it) but may not survive a crash until the directory is synced.
+/// Carried inside an `io::Error`; [`in_place`] tells it apart.
+#[derive(Debug)]
+pub struct NotSynced {
+    pub path: PathBuf,
+    pub error: io::Error,
+}
+
+impl std::fmt::Display for NotSynced {
+    fn fmt(&self, f: &mut std::fmt::Formatter<'_>) -> std::fmt::Result {
+        write!(
+            f,
+            "{} is in place, but its directory could not be synced ({}): it may not \
+             survive a crash until the directory is synced (run `sync`)",
+            self.path.display(),
+            self.error
+        )
+    }
+}
+
+impl std::error::Error for NotSynced {}
+
+/// True when `e` is a [`NotSynced`]: the file it names is in place.
+pub fn in_place(e: &io::Error) -> bool {
+    e.get_ref().is_some_and(|r| r.is::<NotSynced>())
+}
+
+/// fsync of `target`'s directory after it was renamed or linked into
+/// place; a failure is a [`NotSynced`].
+fn sync_placed(target: &Path) -> io::Result<()> {
+    sync_parent_dir(target).map_err(|error| {
+        io::Error::new(
+            error.kind(),
+            NotSynced {
+                path: target.to_path_buf(),
+                error,
+            },
+        )
+    })
+}
+
+/// Whether `path` exists. Unlike `Path::exists`, an error while looking
+/// (EIO, EACCES on the directory) is an error, never "absent": deciding
+/// that a user's file is not there must not rest on a failed look.
+pub fn exists(path: &Path) -> io::Result<bool> {
+    match std::fs::symlink_metadata(path) {
+        Ok(_) => Ok(true),
+        Err(e) if e.kind() == io::ErrorKind::NotFound => Ok(false),
+        Err(e) => Err(e),
+    }
+}
+
+/// The real path of a user's file reached through symlinks, so that its
+/// siblings (`.lock`, `.index`, `.tail-*`, temporary files) are the real
+/// file's: a lock probed beside a symlink would miss the running ZODB's.
+/// A missing file resolves through its directory; a missing directory
+/// leaves the path as it is.
+pub fn resolve(path: &Path) -> io::Result<PathBuf> {
+    match std::fs::canonicalize(path) {
+        Ok(p) => Ok(p),
+        Err(e) if e.kind() == io::ErrorKind::NotFound => match (path.parent(), path.file_name()) {
+            (Some(dir), Some(name)) if !dir.as_os_str().is_empty() => {
+                match std::fs::canonicalize(dir) {
+                    Ok(d) => Ok(d.join(name)),
+                    Err(e) if e.kind() == io::ErrorKind::NotFound => Ok(path.to_path_buf()),
+                    Err(e) => Err(e),
+                }
+            }
+            _ => Ok(path.to_path_buf()),
+        },
+        Err(e) => Err(e),
+    }
+}
+
 /// A temporary file beside `target`, removed on drop unless persisted.
 pub struct TempFile {
     path: PathBuf,
@@ -80,7 +156,8 @@ impl TempFile {
             .expect("temp file present until persisted")
     }
 
-    /// fsync, rename over `target`, fsync the directory.
+    /// fsync, rename over `target`, fsync the directory. A failure after
+    /// the rename is a [`NotSynced`] (see [`in_place`]).
     pub fn persist(mut self, target: &Path) -> io::Result<()> {
         let file = self.file.take().expect("temp file present until persisted");
         file.sync_all()?;
@@ -88,7 +165,7 @@ impl TempFile {
         std::fs::rename(&self.path, target)?;
         // The rename happened: nothing left to clean up on drop.
         self.path = PathBuf::new();
-        sync_parent_dir(target)
+        sync_placed(target)
     }
 }
 
@@ -96,14 +173,25 @@ impl TempFile {
     /// fsync, then give the file the name `target` only if nothing has it
     /// (a hard link cannot replace a file, unlike rename), then fsync the
     /// directory. `AlreadyExists` when `target` exists. Filesystems without
-    /// hard links fall back to a rename after an existence check.
+    /// hard links fall back to a rename after an existence check. A failure
+    /// once the name is given is a [`NotSynced`] (see [`in_place`]).
     pub fn persist_new(mut self, target: &Path) -> io::Result<()> {
         let file = self.file.take().expect("temp file present until persisted");
         file.sync_all()?;
         drop(file);
         match std::fs::hard_link(&self.path, target) {
             Ok(()) => {
-                std::fs::remove_file(&self.path)?;
+                // The name is given; the temporary name is only clutter now.
+                let temp = std::mem::take(&mut self.path);
+                if let Err(error) = std::fs::remove_file(&temp) {
+                    return Err(io::Error::new(
+                        error.kind(),
+                        NotSynced {
+                            path: target.to_path_buf(),
+                            error,
+                        },
+                    ));
+                }
             }
             Err(e) if e.kind() == io::ErrorKind::AlreadyExists => {
                 return Err(io::Error::new(
@@ -120,7 +208,7 @@ impl TempFile {
                     Some(libc::EPERM) | Some(libc::EOPNOTSUPP) | Some(libc::EXDEV)
                 ) =>
             {
-                if target.exists() {
+                if exists(target)? {
                     return Err(io::Error::new(
                         io::ErrorKind::AlreadyExists,
                         format!(
@@ -134,7 +222,7 @@ impl TempFile {
             Err(e) => return Err(e),
         }
         self.path = PathBuf::new();
-        sync_parent_dir(target)
+        sync_placed(target)
     }
 }
 
@@ -194,21 +282,59 @@ pub struct DataFsLock {
 /// Why a Data.fs lock could not be taken or probed.
 #[derive(Debug)]
 pub enum LockError {
-    /// Another process holds it.
-    Held { data_fs: PathBuf, lock: PathBuf },
+    /// Another process holds it; `by` is what the lock file says of it
+    /// (zc.lockfile writes its pid; tidstorage writes `tidstorage PID`).
+    Held {
+        data_fs: PathBuf,
+        lock: PathBuf,
+        by: Holder,
+    },
     /// The lock file could not be opened, created or probed.
     Io { lock: PathBuf, error: io::Error },
+}
+
+/// Who holds a Data.fs lock, as far as its lock file tells.
+#[derive(Debug, Clone, PartialEq, Eq)]
+pub enum Holder {
+    /// Another tidstorage command (cut), with its pid.
+    Tidstorage(String),
+    /// A ZEO server or ZODB process, with the pid zc.lockfile wrote if any.
+    Zodb(Option<String>),
+}
+
+impl Holder {
+    fn read(lock: &Path) -> Holder {
+        let text = std::fs::read_to_string(lock).unwrap_or_default();
+        let text = text.trim();
+        match text.strip_prefix("tidstorage ") {
+            Some(pid) => Holder::Tidstorage(pid.to_string()),
+            // zc.lockfile writes " PID" (and optionally the host name).
+            None => Holder::Zodb(text.split_whitespace().next().map(str::to_string)),
+        }
+    }
 }
 
 impl std::fmt::Display for LockError {
     fn fmt(&self, f: &mut std::fmt::Formatter<'_>) -> std::fmt::Result {
         match self {
-            LockError::Held { data_fs, lock } => write!(
-                f,
-                "{} is locked ({} is held): a ZEO server or ZODB process has it open",
-                data_fs.display(),
-                lock.display()
-            ),
+            LockError::Held { data_fs, lock, by } => {
+                write!(
+                    f,
+                    "{} is locked ({} is held): ",
+                    data_fs.display(),
+                    lock.display()
+                )?;
+                match by {
+                    Holder::Tidstorage(pid) => write!(
+                        f,
+                        "another tidstorage command (pid {pid}) is working on it; wait for it"
+                    ),
+                    Holder::Zodb(Some(pid)) => {
+                        write!(f, "a ZEO server or ZODB process (pid {pid}) has it open")
+                    }
+                    Holder::Zodb(None) => write!(f, "a ZEO server or ZODB process has it open"),
+                }
+            }
             LockError::Io { lock, error } => write!(f, "cannot lock {}: {error}", lock.display()),
         }
     }
@@ -216,30 +342,67 @@ impl std::fmt::Display for LockError {
 
 impl std::error::Error for LockError {}
 
+impl LockError {
+    /// True when a ZEO server or ZODB process (not tidstorage) holds it.
+    pub fn by_zodb(&self) -> bool {
+        matches!(
+            self,
+            LockError::Held {
+                by: Holder::Zodb(_),
+                ..
+            }
+        )
+    }
+}
+
 impl DataFsLock {
     /// Takes the lock of `data_fs` (creating `Data.fs.lock` if needed), or
     /// says who holds it.
     pub fn take(data_fs: &Path) -> Result<DataFsLock, LockError> {
         let lock = sibling(data_fs, ".lock");
-        let existed = lock.exists();
+        let existed = exists(&lock).map_err(|error| LockError::Io {
+            lock: lock.clone(),
+            error,
+        })?;
         match try_lock_file(&lock) {
-            Ok(Some(f)) => Ok(DataFsLock {
-                _file: f,
-                path: lock,
-                created: !existed,
-            }),
-            Ok(None) => Err(LockError::Held {
-                data_fs: data_fs.to_path_buf(),
-                lock,
-            }),
+            Ok(Some(mut f)) => {
+                // Say who holds it, the way zc.lockfile writes its pid, so a
+                // refused second command can name us. Best effort: the lock
+                // is what protects, not the text.
+                let _ = f.set_len(0).and_then(|()| {
+                    f.write_all(format!("tidstorage {}\n", std::process::id()).as_bytes())
+                });
+                Ok(DataFsLock {
+                    _file: f,
+                    path: lock,
+                    created: !existed,
+                })
+            }
+            Ok(None) => {
+                let by = Holder::read(&lock);
+                Err(LockError::Held {
+                    data_fs: data_fs.to_path_buf(),
+                    lock,
+                    by,
+                })
+            }
             Err(error) => Err(LockError::Io { lock, error }),
         }
     }
 
-    /// True when a running ZEO server or ZODB process holds the lock of
-    /// `data_fs` (a missing lock file means nobody does).
-    pub fn probe(data_fs: &Path) -> io::Result<bool> {
-        lock_is_held(&sibling(data_fs, ".lock"))
+    /// Whether another process holds the lock of `data_fs`: `Some(LockError::Held)`
+    /// naming the holder (a missing lock file means nobody does).
+    pub fn probe(data_fs: &Path) -> io::Result<Option<LockError>> {
+        let lock = sibling(data_fs, ".lock");
+        if !lock_is_held(&lock)? {
+            return Ok(None);
+        }
+        let by = Holder::read(&lock);
+        Ok(Some(LockError::Held {
+            data_fs: data_fs.to_path_buf(),
+            lock,
+            by,
+        }))
     }
 }
 

@@ -4,6 +4,11 @@
 use std::process::ExitCode;
 
 fn main() -> ExitCode {
+    // A write past `ulimit -f` must fail with EFBIG, reported like any
+    // write error, instead of SIGXFSZ killing the process mid-write.
+    // SAFETY: setting a signal's disposition to SIG_IGN at start-up,
+    // before any thread exists.
+    unsafe { libc::signal(libc::SIGXFSZ, libc::SIG_IGN) };
     match tidstorage::cli::run(std::env::args_os().collect()) {
         Ok(()) => ExitCode::SUCCESS,
         Err(e) => {

@@ -324,7 +324,7 @@ fn backup_stops_at_the_coherent_tid_and_restore_gives_the_point() {
     );
     assert_code(&o, 0);
     for (s, want) in [("a", ta[3]), ("b", tb[4])] {
-        let p = d.join("restored").join(s).join("Data.fs");
+        let p = restored_under(&d.join("restored"), &d.join(s).join("Data.fs"));
         let c = zodb(&["check", p.to_str().unwrap()]);
         assert_eq!(c["last_tid"], want, "storage {s}");
         assert_eq!(c["fstest"], "ok");
@@ -359,7 +359,7 @@ fn backup_stops_at_the_coherent_tid_and_restore_gives_the_point() {
     );
     assert_code(&o, 0);
     for (s, want) in [("a", ta[4]), ("b", tb[4])] {
-        let p = d.join("restored2").join(s).join("Data.fs");
+        let p = restored_under(&d.join("restored2"), &d.join(s).join("Data.fs"));
         assert_eq!(
             zodb(&["check", p.to_str().unwrap()])["last_tid"],
             want,

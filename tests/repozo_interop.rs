@@ -35,7 +35,7 @@ fn our_backups_restore_with_repozo_byte_identical() {
     // index without rebuilding (repozo copied the last one).
     let ix = s.p("repozo.fs.index");
     assert!(ix.exists(), "repozo restores the .index we wrote");
-    let check = zodb(&["check", s.p("out").join("var/Data.fs").to_str().unwrap()]);
+    let check = zodb(&["check", s.restored("out").to_str().unwrap()]);
     assert_eq!(check["fstest"], "ok");
 }
 

@@ -85,10 +85,13 @@ pub fn run(a: CutArgs, g: &Context) -> Result<()> {
     for p in &plans {
         out.push_str(&render(p, &a));
     }
-    emit(&out)?;
     if a.dry_run {
-        return Ok(());
+        if a.format == Format::Text {
+            out.push_str("dry run: nothing was changed\n");
+        }
+        return emit(&out);
     }
+    emit(&out)?;
     let report = cut::execute(&plans, a.discard_tail, g.quiet());
     let mut done = String::new();
     for o in &report.cut {
@@ -111,9 +114,19 @@ pub fn run(a: CutArgs, g: &Context) -> Result<()> {
         }
         Ok(())
     } else {
+        let done: Vec<String> = report
+            .cut
+            .iter()
+            .map(|o| o.data_fs.display().to_string())
+            .collect();
+        let others = if done.is_empty() {
+            "no file was cut".to_string()
+        } else {
+            format!("cut: {}", done.join(", "))
+        };
         Err(CliError::runtime(format!(
-            "{} of {} cut(s) failed: {}; the other files are cut; fix the cause and run the \
-             same cut again (files already at the point are left as they are)",
+            "{} of {} cut(s) failed: {}; {others}; fix the cause and run the same cut again \
+             (files already at the point are left as they are)",
             report.failed.len(),
             plans.len(),
             report

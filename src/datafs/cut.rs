@@ -39,7 +39,9 @@
 //! every header of the file. Damage *before* the last kept transaction is
 //! not looked for on the fast path: that is [`DataFs::verify`]'s job.
 
-use super::layout::{FIRST_TXN, STATUS_CHECKPOINT, STATUS_UNDONE, TXN_HEADER_LEN, TXN_TRAILER_LEN};
+use super::layout::{
+    FIRST_TXN, STATUS_CHECKPOINT, STATUS_PACKED, STATUS_UNDONE, TXN_HEADER_LEN, TXN_TRAILER_LEN,
+};
 use super::verify::Checks;
 use super::{Corruption, DataFs, Error, ErrorKind};
 use crate::tid::Tid;
@@ -92,12 +94,33 @@ pub struct CutPosition {
 #[derive(Debug)]
 pub struct CoherentCut {
     pub cut: CutPosition,
-    /// Sentences for the operator (damage removed with the tail, a file
-    /// that ends too early).
+    /// Sentences for the operator (damage removed with the tail).
     pub notes: Vec<String>,
     /// The file ends before `tid` although `tid` was committed to it: it
     /// lost transactions the other storages may depend on.
     pub ends_before_tid: bool,
+    /// The transaction right after the cut has status `p`: the file was
+    /// packed after `tid`, so the state as of `tid` is no longer in it
+    /// (objects changed between `tid` and the pack time lost their older
+    /// revisions). Its (offset, tid). Callers refuse such a cut.
+    pub below_pack: Option<(u64, Tid)>,
+}
+
+impl CoherentCut {
+    /// The refusal of a cut below a pack, for the operator.
+    pub fn below_pack_refusal(&self, path: &std::path::Path, tid: Tid) -> Option<String> {
+        self.below_pack.map(|(pos, next)| {
+            format!(
+                "{} was packed after TID {} (the next transaction, {} at offset {pos}, has the \
+                 packed status 'p'): the state as of that TID is no longer in the file, and \
+                 cutting there would give objects that raise POSKeyError; use a point after \
+                 the pack, or a backup taken before the pack",
+                path.display(),
+                tid.hex(),
+                next.hex()
+            )
+        })
+    }
 }
 
 /// How the forward scan ended at `end`.
@@ -138,8 +161,9 @@ impl DataFs {
 
     /// [`DataFs::cut_position`] for a coherent TID, with what the operator
     /// must hear about the file: damage after the kept part (removed with
-    /// the tail), or a file that ends before `tid` and so lost
-    /// transactions that other storages may depend on.
+    /// the tail), a file that ends before `tid` (for a point the daemon
+    /// saw committed: it lost transactions other storages may depend on),
+    /// a cut below a pack.
     pub fn coherent_cut(&self, tid: Tid) -> Result<CoherentCut, Error> {
         let cut = self.cut_position(tid)?;
         let mut notes = Vec::new();
@@ -149,25 +173,20 @@ impl DataFs {
                 cut.valid_end
             ));
         }
-        let mut ends_before_tid = false;
-        if cut.position == cut.valid_end && cut.transactions_removed == 0 {
-            if let Some(last) = cut.last_kept_tid {
-                if last < tid {
-                    ends_before_tid = true;
-                    notes.push(format!(
-                        "the file ends at TID {} ({}), before the coherent TID {}: it lost \
-                         transactions the other storages may depend on; restore it from a backup",
-                        last.hex(),
-                        last.rfc3339(),
-                        tid.hex()
-                    ));
-                }
-            }
-        }
+        let ends_before_tid = cut.position == cut.valid_end
+            && cut.transactions_removed == 0
+            && cut.last_kept_tid.is_some_and(|last| last < tid);
+        let below_pack = if cut.position < cut.valid_end {
+            let next = self.read_txn_header(cut.position)?;
+            (next.status == STATUS_PACKED).then_some((next.pos, next.tid))
+        } else {
+            None
+        };
         Ok(CoherentCut {
             cut,
             notes,
             ends_before_tid,
+            below_pack,
         })
     }
 

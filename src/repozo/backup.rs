@@ -16,13 +16,13 @@
 //! position, or the valid end), or ever replace an existing file.
 
 use std::fs::File;
-use std::path::PathBuf;
+use std::path::{Path, PathBuf};
 
 use super::chain::Chain;
 use super::copy::{self, Progress};
 use super::dat::{self, DatLine};
 use super::manifest::SUFFIX;
-use super::{BackupFile, Error, Kind, Repository, Result, Stamp};
+use super::{BackupFile, Error, ErrorKind, Kind, Repository, Result, Stamp};
 use crate::fsutil;
 
 /// What a backup has to do.
@@ -181,8 +181,17 @@ impl Repository {
         let mut tmp = fsutil::TempFile::beside(&target).map_err(|e| Error::io(&target, e))?;
         let md5 = copy::copy_range(src, start, end - start, tmp.file(), gzip, progress)
             .map_err(|e| Error::io(&target, e))?;
-        tmp.persist_new(&target)
-            .map_err(|e| Error::io(&target, e))?;
+        // Once the file has its name it must end up listed by the `.dat`
+        // (repozo restores by name: an unlisted newer file would join its
+        // chains): a directory fsync failing after the link does not stop
+        // the `.dat` from being written; the failure is reported after.
+        let mut unsynced = None;
+        if let Err(e) = tmp.persist_new(&target) {
+            if !fsutil::in_place(&e) {
+                return Err(Error::io(&target, e));
+            }
+            unsynced = Some(e);
+        }
         let file = BackupFile::parse(&name).expect("names we build parse");
         let line = DatLine {
             path: dat::line_path(&self.dir, &name),
@@ -201,10 +210,26 @@ impl Repository {
         lines.push(line.clone());
         names.push(name);
         if let Err(e) = dat::write(&dat_path, &lines) {
+            if matches!(&e.kind, ErrorKind::Io(io) if fsutil::in_place(io)) {
+                // The new `.dat` is in place and lists the file: both stay.
+                return Err(e);
+            }
             // Without its .dat line the file is unusable: take it back
-            // rather than leave a file that breaks the next restore.
-            let _ = std::fs::remove_file(&target);
-            return Err(e);
+            // rather than leave a file that breaks the next restore. If
+            // even that fails, the next backup sets it aside.
+            return Err(match self.set_aside(&target) {
+                Ok(()) => e,
+                Err(rm) => Error::broken(
+                    &target,
+                    format!(
+                        "{e}; and this file, which no .dat lists, could not be removed \
+                         ({rm}): the next backup sets it aside"
+                    ),
+                ),
+            });
+        }
+        if let Some(e) = unsynced {
+            return Err(Error::io(&target, e));
         }
         Ok(Written {
             file,
@@ -213,20 +238,64 @@ impl Repository {
         })
     }
 
+    /// Takes a data file no `.dat` lists out of repozo's sight: removed
+    /// when this run wrote it (nothing else refers to it).
+    fn set_aside(&self, target: &Path) -> std::io::Result<()> {
+        std::fs::remove_file(target)?;
+        fsutil::sync_parent_dir(target)
+    }
+
+    /// Renames every data file that no `.dat` lists to `<name>.unlisted`
+    /// (a name repozo and tidstorage ignore, kept for the operator), and
+    /// returns their new paths. Such a file is what a backup killed (or
+    /// failed) between naming its file and listing it leaves; repozo's
+    /// restore picks files by name, so left in place it would join later
+    /// chains.
+    pub fn set_aside_unlisted(&self) -> Result<Vec<PathBuf>> {
+        let files = self.list()?;
+        let mut listed = std::collections::HashSet::new();
+        for f in files.iter().filter(|f| f.kind == Kind::Full) {
+            let dat = self.dat_path(f);
+            match dat::read(&dat) {
+                Ok(lines) => listed.extend(lines.iter().map(|l| l.file_name().to_string())),
+                // A full without its `.dat`: a backup killed before it
+                // wrote it. Unlisted like its file; the next backup is full.
+                Err(e)
+                    if matches!(&e.kind, ErrorKind::Io(io)
+                        if io.kind() == std::io::ErrorKind::NotFound) => {}
+                Err(e) => return Err(e),
+            }
+        }
+        let mut moved = Vec::new();
+        for f in files.iter().filter(|f| !listed.contains(&f.name)) {
+            let from = self.path(&f.name);
+            let to = fsutil::sibling(&from, ".unlisted");
+            std::fs::rename(&from, &to).map_err(|e| Error::io(&from, e))?;
+            moved.push(to);
+        }
+        if !moved.is_empty() {
+            fsutil::sync_parent_dir(&self.path("x")).map_err(|e| Error::io(&self.dir, e))?;
+        }
+        Ok(moved)
+    }
+
     /// Removes everything older than the `keep`-th newest full backup: data
-    /// files, `.dat`, `.index` and manifests named before it. Returns the
-    /// kept full's stamp (`None` when there are `keep` fulls or fewer) and
-    /// the removed paths.
+    /// files, `.dat`, `.index`, manifests and set-aside (`.unlisted`) files
+    /// named before it. With `keep` fulls or fewer, what is older than the
+    /// oldest full is removed (what a prune killed half-way left: it is of
+    /// no use without its full). Returns the oldest kept full's stamp
+    /// (`None` when the repository has no full) and the removed paths.
     pub fn prune(&self, keep: usize) -> Result<(Option<Stamp>, Vec<PathBuf>)> {
         let fulls: Vec<BackupFile> = self
             .list()?
             .into_iter()
             .filter(|f| f.kind == Kind::Full)
             .collect();
-        if keep == 0 || fulls.len() <= keep {
-            return Ok((None, Vec::new()));
-        }
-        let oldest_kept = &fulls[fulls.len() - keep];
+        let oldest_kept = match fulls.len() {
+            0 => return Ok((None, Vec::new())),
+            n if keep > 0 && n > keep => &fulls[n - keep],
+            _ => &fulls[0],
+        };
         let cutoff = oldest_kept.root().to_string();
         let mut removed = Vec::new();
         let rd = std::fs::read_dir(&self.dir).map_err(|e| Error::io(&self.dir, e))?;
@@ -240,8 +309,9 @@ impl Repository {
         names.sort();
         for n in names {
             let ours = BackupFile::parse(&n).is_some()
-                || n.get(19..)
-                    .is_some_and(|ext| ext == ".dat" || ext == ".index" || ext == SUFFIX);
+                || n.get(19..).is_some_and(|ext| {
+                    ext == ".dat" || ext == ".index" || ext == SUFFIX || ext.ends_with(".unlisted")
+                });
             if ours && n[..19] < *cutoff && Stamp::parse(&n[..19]).is_some() {
                 let p = self.path(&n);
                 std::fs::remove_file(&p).map_err(|e| Error::io(&p, e))?;

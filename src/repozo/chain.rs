@@ -6,7 +6,7 @@
 //! Must not: write anywhere but the writer it is handed.
 
 use std::io::{self, Write};
-use std::path::PathBuf;
+use std::path::{Path, PathBuf};
 
 use super::copy::{self, Progress};
 use super::dat::{self, DatLine};
@@ -127,19 +127,33 @@ impl Repository {
         })
     }
 
-    /// Writes the chain's raw bytes to `out`, checking each file's size and
-    /// md5 against the `.dat`. Returns the bytes written.
+    /// Writes the chain's raw bytes to `out` (the file at `out_path`, named
+    /// in a write error), checking each file's size and md5 against the
+    /// `.dat`. Returns the bytes written.
     pub fn stream_chain(
         &self,
         chain: &Chain,
         out: &mut dyn Write,
+        out_path: &Path,
         progress: &dyn Progress,
     ) -> Result<u64> {
         let mut total = 0;
         for l in &chain.links {
             let p = self.path(&l.file.name);
-            let (n, sum) = copy::read_backup(&p, l.file.gzip, Some(&mut *out), progress)
-                .map_err(|e| Error::io(&p, e))?;
+            let (n, sum) =
+                copy::read_backup(&p, l.file.gzip, Some(&mut *out), progress).map_err(|e| {
+                    if copy::is_output_error(&e) {
+                        Error {
+                            path: out_path.to_path_buf(),
+                            kind: ErrorKind::IoDoing {
+                                doing: "cannot write the restored data to",
+                                error: e,
+                            },
+                        }
+                    } else {
+                        Error::io(&p, e)
+                    }
+                })?;
             check_link(&p, l, n, Some(&sum))?;
             total += n;
         }

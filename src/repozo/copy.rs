@@ -194,6 +194,26 @@ pub fn open_backup(path: &Path, gzip: bool) -> io::Result<Box<dyn Read + Send>> 
     })
 }
 
+/// A failure writing the output of [`read_backup`] (a full disk under the
+/// restored file), told apart from reading the backup file.
+#[derive(Debug)]
+pub struct OutputError {
+    pub error: io::Error,
+}
+
+impl std::fmt::Display for OutputError {
+    fn fmt(&self, f: &mut std::fmt::Formatter<'_>) -> std::fmt::Result {
+        self.error.fmt(f)
+    }
+}
+
+impl std::error::Error for OutputError {}
+
+/// True when `e` came from writing the output, not from reading.
+pub fn is_output_error(e: &io::Error) -> bool {
+    e.get_ref().is_some_and(|r| r.is::<OutputError>())
+}
+
 /// Streams a backup file's raw bytes into `out` (when given), returning
 /// their count and md5. A damaged gzip stream is an `InvalidData`/
 /// `InvalidInput`/`UnexpectedEof` error.
@@ -225,7 +245,8 @@ pub fn read_backup(
     };
     match out {
         Some(w) => pipeline(fill, |b| {
-            w.write_all(b)?;
+            w.write_all(b)
+                .map_err(|error| io::Error::new(error.kind(), OutputError { error }))?;
             progress.advance(b.len() as u64);
             Ok(())
         })?,

@@ -276,6 +276,12 @@ impl Error {
         }
     }
 
+    /// An I/O failure after the file was put in place (the directory
+    /// fsync): the file is there and must not be redone or removed.
+    pub fn is_in_place(&self) -> bool {
+        matches!(&self.kind, ErrorKind::Io(e) if crate::fsutil::in_place(e))
+    }
+
     /// Damage in the repository (as opposed to an I/O failure or a lock).
     pub fn is_damage(&self) -> bool {
         matches!(

@@ -20,7 +20,7 @@ use std::path::{Path, PathBuf};
 use std::time::{Duration, Instant};
 
 use super::job::StorageJob;
-use super::{Error, Result};
+use super::{Error, ErrorKind, Result};
 use crate::bootstrap::{Triggers, EXIT_GRACE};
 use crate::client::{server_address, DaemonClient};
 use crate::config::Config;
@@ -121,11 +121,15 @@ struct Job<'a> {
     job: StorageJob<'a>,
     /// The newest second named in the repository before this run.
     floor: Option<Stamp>,
+    /// Data files no `.dat` listed, set aside before this run.
+    set_aside: Vec<PathBuf>,
 }
 
 /// A storage backed up, before the run was named.
 struct Done {
     out: StorageBackup,
+    /// The backup is written but its `.index` is not (reported, not fatal).
+    index_error: Option<Error>,
     file_name: Option<String>,
     chain: Vec<String>,
     stamp: Option<Stamp>,
@@ -143,6 +147,25 @@ pub fn run(c: &Config, o: &BackupOptions) -> Result<BackupReport> {
             "no storage to back up: the {} has no [[storage]] with data_fs and repository",
             c.describe_source()
         )));
+    }
+    // A storage the configuration cannot back up is a configuration error
+    // (exit 2) found before anything is written.
+    let unconfigured: Vec<Error> = selected
+        .iter()
+        .filter_map(|s| {
+            let missing = match (&s.data_fs, &s.repository) {
+                (None, _) => "data_fs",
+                (_, None) => "repository",
+                _ => return None,
+            };
+            Some(
+                Error::config(format!("no {missing} in the {}", c.describe_source()))
+                    .storage(&s.id),
+            )
+        })
+        .collect();
+    if !unconfigured.is_empty() {
+        return Err(Error::new(ErrorKind::Storages(unconfigured)).doing("nothing was backed up"));
     }
     let gzip = o.gzip.unwrap_or(c.backup.gzip);
     let keep_full = o.keep_full.or(c.backup.keep_full);
@@ -167,6 +190,10 @@ pub fn run(c: &Config, o: &BackupOptions) -> Result<BackupReport> {
     let status_copy = match &c.backup.status_file_backup_dir {
         Some(dir) if !jobs.is_empty() => copy_status_file(&c.server.status_file, dir, o.no_server)?,
         _ => None,
+    };
+    let status_copy_floor = match &c.backup.status_file_backup_dir {
+        Some(dir) => newest_status_copy(dir, &c.server.status_file)?,
+        None => None,
     };
 
     let point: Option<BTreeMap<String, Tid>> = if o.no_server || jobs.is_empty() {
@@ -216,6 +243,10 @@ pub fn run(c: &Config, o: &BackupOptions) -> Result<BackupReport> {
     if let Some(f) = timestamp_floor {
         run = run.max(f);
     }
+    // A failed run may have left its status-file copy under its second.
+    if let Some(f) = status_copy_floor {
+        run = run.max(f.next());
+    }
     if !repozo::wait_for(run, CLOCK_WAIT) {
         log::warn!(
             "the repositories hold names up to {run}, ahead of this host's clock; \
@@ -224,6 +255,7 @@ pub fn run(c: &Config, o: &BackupOptions) -> Result<BackupReport> {
     }
 
     let mut run_errors = Vec::new();
+    let copy_failed = status_copy.is_some();
     let status_copy_path = match status_copy {
         Some((tmp, base, dir)) => {
             let target = dir.join(format!("{base}.{run}"));
@@ -239,11 +271,17 @@ pub fn run(c: &Config, o: &BackupOptions) -> Result<BackupReport> {
         None => None,
     };
 
+    let copy_failed = copy_failed && status_copy_path.is_none();
     let point_json: BTreeMap<String, u64> = point
         .as_ref()
         .map(|p| p.iter().map(|(k, v)| (k.clone(), v.0)).collect())
         .unwrap_or_default();
     let mut ok_jobs = Vec::new();
+    for (j, d) in &mut done {
+        if let Some(e) = d.index_error.take() {
+            run_errors.push(e.storage(j.job.id()));
+        }
+    }
     for (j, d) in done {
         let m = Manifest {
             format: repozo::manifest::FORMAT.into(),
@@ -266,6 +304,10 @@ pub fn run(c: &Config, o: &BackupOptions) -> Result<BackupReport> {
         };
         match j.job.repo.write_manifest(&m, run) {
             Ok(_) => ok_jobs.push((j, d)),
+            Err(e) if e.is_in_place() => {
+                run_errors.push(Error::from(e).storage(j.job.id()));
+                ok_jobs.push((j, d));
+            }
             Err(e) => failures.push(
                 Error::from(e)
                     .doing("backed up, but the manifest could not be written")
@@ -275,7 +317,9 @@ pub fn run(c: &Config, o: &BackupOptions) -> Result<BackupReport> {
         }
     }
 
-    let complete = failures.is_empty() && selected.len() == c.storages.len();
+    // A run whose status-file copy failed is not complete: a no-server
+    // run restores only with it.
+    let complete = failures.is_empty() && !copy_failed && selected.len() == c.storages.len();
     if let Some(ts) = &c.backup.timestamp_file {
         if complete {
             if let Err(e) = timestamps::append(ts, &run.text()) {
@@ -350,8 +394,14 @@ fn prepare<'a>(s: &'a crate::config::StorageConfig, c: &Config) -> Result<Job<'a
         }
     }
     let job = StorageJob::prepare(s, c)?;
+    // Under the lock: what an interrupted run left under a backup name.
+    let set_aside = job.repo.set_aside_unlisted()?;
     let floor = job.repo.newest_stamp()?;
-    Ok(Job { job, floor })
+    Ok(Job {
+        job,
+        floor,
+        set_aside,
+    })
 }
 
 /// Asks the daemon for its point; while some of `ids` are missing from it
@@ -414,10 +464,22 @@ fn backup_one(
     let data_fs = &j.job.data_fs;
     let repo = &j.job.repo;
     let df = DataFs::open(data_fs).map_err(|e| Error::from(e).doing("cannot read the Data.fs"))?;
-    let mut notes = Vec::new();
+    let mut notes: Vec<String> = j
+        .set_aside
+        .iter()
+        .map(|p| {
+            format!(
+                "{} was left by an interrupted backup (no .dat lists it): set aside, not used",
+                p.display()
+            )
+        })
+        .collect();
     let (end, last_tid) = match tid {
         Some(t) => {
             let cc = df.coherent_cut(t)?;
+            if let Some(why) = cc.below_pack_refusal(data_fs.as_ref(), t) {
+                return Err(Error::refused(why));
+            }
             if cc.ends_before_tid {
                 return Err(Error::refused(format!(
                     "{} ends at TID {} before the coherent TID {} the daemon reports for this \
@@ -476,12 +538,26 @@ fn backup_one(
     };
     let (start, chain_ref, kind, reason) = match &decision {
         Decision::Unchanged => {
+            // A run that failed to write the chain's index left none: write it now.
+            if let Some(last) = chain.as_ref().and_then(|c| c.links.last()) {
+                let p = repo.index_path(&last.file);
+                if !fsutil::exists(&p).map_err(|e| Error::io(&p, e))? {
+                    let existing = FsIndex::load(&fsutil::sibling(data_fs, ".index")).ok();
+                    let ix = index_for_prefix(&df, end, existing, &mut |_, _| {})?;
+                    ix.index.save(end, &p).map_err(|e| {
+                        Error::io(&p, e)
+                            .doing("the repository is unchanged, but cannot write the index")
+                    })?;
+                    notes.push(format!("wrote the missing index {}", p.display()));
+                }
+            }
             return Ok(Done {
                 out: out("unchanged", None, end, None, notes),
                 file_name: None,
                 chain: chain.map(|c| c.names()).unwrap_or_default(),
                 stamp: None,
-            })
+                index_error: None,
+            });
         }
         Decision::Incremental { start } => (*start, chain.as_ref(), "incremental", None),
         Decision::Full(why) => (0, None, "full", Some(why.clone())),
@@ -522,23 +598,32 @@ fn backup_one(
     });
     pb.finish_and_clear();
     let written = written.map_err(|e| {
-        Error::from(e)
-            .advice("no backup file was left under a backup name, fix the cause and run again")
+        let advice = if e.is_in_place() {
+            "the backup file is listed by its .dat; run the backup again to finish the run"
+        } else if e.is_damage() {
+            // Says itself what was left and what the next run does.
+            "fix the cause and run again"
+        } else {
+            "no backup file was left under a backup name, fix the cause and run again"
+        };
+        Error::from(e).advice(advice)
     })?;
-    match index {
+    let index_error = match index {
         Ok(ix) => {
             let p = repo.index_path(&written.file);
-            if let Err(e) = ix.index.save(end, &p) {
-                notes.push(format!(
-                    "index {} not written ({e}); restore rebuilds it",
-                    p.display()
-                ));
-            }
+            ix.index.save(end, &p).err().map(|e| {
+                Error::io(&p, e)
+                    .doing("backed up, but cannot write the index")
+                    .advice("restore rebuilds it; the next backup writes it")
+            })
         }
-        Err(e) => notes.push(format!(
-            "no .index written: the Data.fs could not be indexed ({e}); restore rebuilds it"
-        )),
-    }
+        Err(e) => {
+            notes.push(format!(
+                "no .index written: the Data.fs could not be indexed ({e}); restore rebuilds it"
+            ));
+            None
+        }
+    };
     Ok(Done {
         out: out(
             kind,
@@ -550,6 +635,7 @@ fn backup_one(
         file_name: Some(written.file.name.clone()),
         chain: written.chain,
         stamp: Some(stamp),
+        index_error,
     })
 }
 
@@ -563,7 +649,7 @@ fn commit_in_progress(data_fs: &Path, zodb_refuses: bool) -> bool {
     if zodb_refuses {
         return false;
     }
-    matches!(DataFsLock::probe(data_fs), Ok(true))
+    matches!(DataFsLock::probe(data_fs), Ok(Some(_)))
 }
 
 /// Copies the status file into a temporary file of `dir` (named once the
@@ -573,12 +659,14 @@ fn copy_status_file(
     dir: &Path,
     no_server: bool,
 ) -> Result<Option<(fsutil::TempFile, String, PathBuf)>> {
-    let base = status
-        .file_name()
-        .map(|n| n.to_string_lossy().into_owned())
-        .unwrap_or_else(|| "tidstorage.tid".into());
+    let base = status_copy_base(status);
     let mut src = match std::fs::File::open(status) {
         Ok(f) => f,
+        Err(e) if e.kind() != std::io::ErrorKind::NotFound => {
+            return Err(Error::io(status, e)
+                .doing("cannot read the status file")
+                .advice("nothing was backed up; fix the cause and run again"))
+        }
         Err(e) => {
             log::warn!(
                 "status file {} not copied ({e}){}",
@@ -613,12 +701,35 @@ fn copy_status_file(
     Ok(Some((tmp, base, dir.to_path_buf())))
 }
 
-fn prune_status_copies(dir: &Path, status: &Path, before: Stamp) -> Result<usize> {
-    let base = status
+/// The newest second a status-file copy in `dir` is named for.
+fn newest_status_copy(dir: &Path, status: &Path) -> Result<Option<Stamp>> {
+    let prefix = format!("{}.", status_copy_base(status));
+    let rd = match std::fs::read_dir(dir) {
+        Ok(rd) => rd,
+        Err(e) if e.kind() == std::io::ErrorKind::NotFound => return Ok(None),
+        Err(e) => return Err(Error::io(dir, e).doing("cannot list")),
+    };
+    let mut newest = None;
+    for ent in rd {
+        let ent = ent.map_err(|e| Error::io(dir, e).doing("cannot list"))?;
+        let name = ent.file_name().to_string_lossy().into_owned();
+        if let Some(st) = name.strip_prefix(&prefix).and_then(Stamp::parse) {
+            newest = newest.max(Some(st));
+        }
+    }
+    Ok(newest)
+}
+
+/// The file name status-file copies are named after.
+fn status_copy_base(status: &Path) -> String {
+    status
         .file_name()
         .map(|n| n.to_string_lossy().into_owned())
-        .unwrap_or_default();
-    let prefix = format!("{base}.");
+        .unwrap_or_else(|| "tidstorage.tid".into())
+}
+
+fn prune_status_copies(dir: &Path, status: &Path, before: Stamp) -> Result<usize> {
+    let prefix = format!("{}.", status_copy_base(status));
     let rd = std::fs::read_dir(dir).map_err(|e| Error::io(dir, e).doing("cannot list"))?;
     let mut n = 0;
     for ent in rd.flatten() {

@@ -28,7 +28,7 @@ use super::{point, Error, ErrorKind, Result};
 use crate::config::Config;
 use crate::datafs::index::{self, FsIndex, IndexMethod};
 use crate::datafs::{CutPosition, DataFs};
-use crate::fsutil::{self, sibling, DataFsLock};
+use crate::fsutil::{self, sibling, DataFsLock, LockError};
 use crate::progress;
 use crate::statuslog::Point;
 use crate::tid::Tid;
@@ -99,7 +99,9 @@ impl Plan {
     }
 }
 
-/// Plans the cut of one file after `tid` (`tidstorage cut FILE TID`).
+/// Plans the cut of one file after `tid` (`tidstorage cut FILE TID`). A
+/// TID after the file's last transaction is no loss here (the operator
+/// chose it): the plan only says nothing is cut.
 pub fn plan_file(data_fs: &Path, tid: Tid, o: &CutOptions) -> Result<Plan> {
     plan_one(None, data_fs, tid, o)
 }
@@ -165,25 +167,55 @@ pub fn plan_configured(
 }
 
 fn plan_one(storage: Option<&str>, data_fs: &Path, tid: Tid, o: &CutOptions) -> Result<Plan> {
+    let data_fs =
+        &fsutil::resolve(data_fs).map_err(|e| Error::io(data_fs, e).doing("cannot resolve"))?;
+    if !fsutil::exists(data_fs).map_err(|e| Error::io(data_fs, e).doing("cannot look for"))? {
+        return Err(Error::refused(format!(
+            "{} does not exist; check the path (data_fs in the configuration, or the FILE given)",
+            data_fs.display()
+        )));
+    }
+    let refusal = |e: LockError| {
+        let zodb = e.by_zodb();
+        let e = Error::from(e);
+        if zodb {
+            e.advice("stop it before cutting")
+        } else {
+            e
+        }
+    };
     let lock = if !o.dry_run {
-        Some(
-            DataFsLock::take(data_fs)
-                .map_err(|e| Error::from(e).advice("stop it before cutting"))?,
-        )
+        Some(DataFsLock::take(data_fs).map_err(refusal)?)
     } else {
         match DataFsLock::probe(data_fs) {
-            Ok(true) => {
-                return Err(Error::refused(format!(
-                    "{} is locked by a running ZEO server or ZODB process; stop it before cutting",
-                    data_fs.display()
-                )))
-            }
-            Ok(false) => None,
+            Ok(Some(held)) => return Err(refusal(held)),
+            Ok(None) => None,
             Err(e) => return Err(Error::io(data_fs, e).doing("cannot check the lock of")),
         }
     };
     let df = DataFs::open(data_fs)?;
-    let cc = df.coherent_cut(tid)?;
+    let mut cc = df.coherent_cut(tid)?;
+    if let (true, Some(last)) = (cc.ends_before_tid, cc.cut.last_kept_tid) {
+        cc.notes.push(match storage {
+            // A point the daemon saw committed on this storage.
+            Some(_) => format!(
+                "the file ends at TID {} ({}), before the coherent TID {}: it lost \
+                 transactions the other storages may depend on; restore it from a backup",
+                last.hex(),
+                last.rfc3339(),
+                tid.hex()
+            ),
+            // The operator's own TID.
+            None => format!(
+                "the file ends at TID {}, before TID {}: nothing to cut",
+                last.hex(),
+                tid.hex()
+            ),
+        });
+    }
+    if let Some(why) = cc.below_pack_refusal(data_fs.as_ref(), tid) {
+        return Err(Error::refused(why));
+    }
     let (cut, mut notes) = (cc.cut, cc.notes);
     if o.verify {
         let pb = progress::bar(0, format!("verifying {}", df.path().display()), o.quiet);
@@ -297,9 +329,11 @@ fn fresh_index(p: &Plan, quiet: bool) -> Result<(FsIndex, String)> {
     Ok((made.index, how))
 }
 
-/// Cuts one file; `None` when there was nothing to cut.
+/// Cuts one file; `None` when there was nothing to do (the file already
+/// ends at its point and its index covers it).
 fn execute_one(p: &Plan, discard_tail: bool, quiet: bool) -> Result<Option<Outcome>> {
     let path = &p.data_fs;
+    let index_path = sibling(path, ".index");
     let mut file = OpenOptions::new()
         .read(true)
         .write(true)
@@ -318,14 +352,28 @@ fn execute_one(p: &Plan, discard_tail: bool, quiet: bool) -> Result<Option<Outco
         )));
     }
     if p.cut.position >= size {
-        return Ok(None);
+        // Already at the point; a cut that failed after truncating may
+        // have left no index, or the old one: finish that part.
+        if matches!(FsIndex::read_pos(&index_path), Ok(pos) if pos == size) {
+            return Ok(None);
+        }
+        let (ix, how) = fresh_index(p, quiet)?;
+        write_index(p, &ix, &index_path)?;
+        return Ok(Some(Outcome {
+            data_fs: path.clone(),
+            tail: None,
+            index: format!(
+                "already cut; index written ({how}, {} oids): the earlier cut had not written it",
+                ix.len()
+            ),
+        }));
     }
     let fresh = fresh_index(p, quiet);
     let mut tail_path = None;
     if !discard_tail {
         let mut target = sibling(path, &format!(".tail-{}", p.tid.hex()));
         let mut n = 1;
-        while target.exists() {
+        while fsutil::exists(&target).map_err(|e| Error::io(&target, e).doing("cannot look for"))? {
             target = sibling(path, &format!(".tail-{}.{n}", p.tid.hex()));
             n += 1;
         }
@@ -337,33 +385,32 @@ fn execute_one(p: &Plan, discard_tail: bool, quiet: bool) -> Result<Option<Outco
         tmp.persist(&target).map_err(saving)?;
         tail_path = Some(target);
     }
+    // The old index covers bytes about to go: it goes first, so no crash
+    // leaves it beside the cut file (a missing index only costs a rebuild).
+    match std::fs::remove_file(&index_path) {
+        Ok(()) => fsutil::sync_parent_dir(&index_path)
+            .map_err(|e| Error::io(path, e).doing("cannot fsync the directory of"))?,
+        Err(e) if e.kind() == std::io::ErrorKind::NotFound => {}
+        Err(e) => {
+            return Err(Error::io(&index_path, e)
+                .doing("cannot remove the stale index")
+                .advice("nothing was cut; fix the cause and run cut again"))
+        }
+    }
     file.set_len(p.cut.position)
         .map_err(|e| Error::io(path, e).doing("cannot truncate"))?;
     file.sync_all()
         .map_err(|e| Error::io(path, e).doing("cannot fsync"))?;
-    let index_path = sibling(path, ".index");
-    let written = fresh.and_then(|(ix, how)| {
-        ix.save_owned_like(p.cut.position, &index_path, Some(path))
-            .map(|()| format!("index written ({how}, {} oids)", ix.len()))
-            .map_err(|e| Error::io(&index_path, e).doing("cannot write"))
-    });
-    let index_line = match written {
-        Ok(line) => line,
+    let index_line = match fresh {
+        Ok((ix, how)) => {
+            write_index(p, &ix, &index_path)?;
+            format!("index written ({how}, {} oids)", ix.len())
+        }
         Err(why) => {
             log::warn!(
                 "{}: no fresh index ({why}); ZODB rebuilds it at its next open",
                 path.display()
             );
-            match std::fs::remove_file(&index_path) {
-                Ok(()) => {}
-                Err(e) if e.kind() == std::io::ErrorKind::NotFound => {}
-                // Harmless: ZODB ignores an index covering more than the
-                // file holds (`_check_sanity`), and the old one does.
-                Err(e) => log::warn!(
-                    "{}: the stale index could not be removed ({e}); ZODB will ignore it",
-                    index_path.display()
-                ),
-            }
             "stale index removed; ZODB rebuilds it at its next open".to_string()
         }
     };
@@ -374,4 +421,15 @@ fn execute_one(p: &Plan, discard_tail: bool, quiet: bool) -> Result<Option<Outco
         tail: tail_path,
         index: index_line,
     }))
+}
+
+/// Writes the cut file's index durably; a failure is the cut's failure
+/// (the rerun writes it: see the already-cut branch of [`execute_one`]).
+fn write_index(p: &Plan, ix: &FsIndex, index_path: &Path) -> Result<()> {
+    ix.save_owned_like(p.cut.position, index_path, Some(&p.data_fs))
+        .map_err(|e| {
+            Error::io(index_path, e)
+                .doing(format!("{} is cut, but cannot write", p.data_fs.display()))
+                .advice("run the same cut again to write it (ZODB rebuilds it at open meanwhile)")
+        })
 }

@@ -6,11 +6,13 @@ use std::path::PathBuf;
 
 use super::{Error, Result};
 use crate::config::{Config, StorageConfig};
+use crate::fsutil;
 use crate::repozo::{RepoLock, Repository};
 
 /// A configured storage with its repository locked.
 pub struct StorageJob<'a> {
     pub cfg: &'a StorageConfig,
+    /// The configured Data.fs with symlinks resolved.
     pub data_fs: PathBuf,
     pub repo: Repository,
     _lock: RepoLock,
@@ -22,8 +24,10 @@ impl<'a> StorageJob<'a> {
     pub fn prepare(s: &'a StorageConfig, c: &Config) -> Result<StorageJob<'a>> {
         let data_fs = s
             .data_fs
-            .clone()
+            .as_deref()
             .ok_or_else(|| Error::config(format!("no data_fs in the {}", c.describe_source())))?;
+        let data_fs =
+            fsutil::resolve(data_fs).map_err(|e| Error::io(data_fs, e).doing("cannot resolve"))?;
         let dir = s.repository.clone().ok_or_else(|| {
             Error::config(format!("no repository in the {}", c.describe_source()))
         })?;

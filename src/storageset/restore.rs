@@ -25,7 +25,7 @@ use super::{point, Error, ErrorKind, Result};
 use crate::config::{Config, StorageConfig};
 use crate::datafs::index::{index_for_prefix, FsIndex};
 use crate::datafs::DataFs;
-use crate::fsutil::{self, sibling, DataFsLock};
+use crate::fsutil::{self, sibling, DataFsLock, Holder, LockError};
 use crate::progress::{self, Progress};
 use crate::repozo::chain::Chain;
 use crate::repozo::manifest::read_manifest;
@@ -102,12 +102,17 @@ struct Job<'a> {
     /// Directories made for `target` (deepest first), removed again if
     /// nothing is restored.
     created: Vec<PathBuf>,
+    /// The size of a target that exists without `--force`: it must equal
+    /// the restored result (then the restore only finishes), or nothing
+    /// is restored.
+    existing: Option<u64>,
 }
 
 /// A storage rebuilt into a temporary file.
 struct Built<'a> {
     job: Job<'a>,
-    tmp: fsutil::TempFile,
+    /// The restored file (taken when it is renamed into place).
+    tmp: Option<fsutil::TempFile>,
     size: u64,
     chain: Chain,
     removed: u64,
@@ -153,6 +158,14 @@ pub fn run(c: &Config, o: &RestoreOptions) -> Result<Outcome> {
             }
         }
     }
+    for j in &jobs {
+        let expected = j.expect.as_ref().map(|(_, pos)| *pos);
+        if let (Some(size), Some(pos)) = (j.existing, expected) {
+            if size != pos {
+                errors.push(exists_refusal(&j.target).storage(&j.job.cfg.id));
+            }
+        }
+    }
     // Directories made for the outputs go again if nothing is restored.
     let mut created: Vec<PathBuf> = jobs.iter().flat_map(|j| j.created.clone()).collect();
     // Deepest first: storages may share the directories made above theirs.
@@ -187,17 +200,34 @@ pub fn run(c: &Config, o: &RestoreOptions) -> Result<Outcome> {
         return Ok(Outcome::Checked(built.iter().map(compare).collect()));
     }
 
-    let when = Stamp::now().text();
-    let mut installed = Vec::new();
-    let mut failed = Vec::new();
-    for b in built {
-        let id = b.job.job.cfg.id.clone();
-        match install(b, &when) {
-            Ok(i) => installed.push(i),
-            Err(e) => failed.push(e.storage(&id)),
+    // An existing target (no --force) must already be this result.
+    for b in &built {
+        if b.job.existing.is_some() {
+            match compare(b).verdict {
+                Ok(None) if b.job.existing == Some(b.size) => {}
+                Ok(_) => errors.push(exists_refusal(&b.job.target).storage(&b.job.job.cfg.id)),
+                Err(e) => errors.push(e.storage(&b.job.job.cfg.id)),
+            }
         }
     }
-    Ok(Outcome::Installed { installed, failed })
+    if !errors.is_empty() {
+        drop(built);
+        remove_created();
+        return Err(Error::new(ErrorKind::Storages(errors))
+            .doing("nothing was restored (the temporary files are removed)"));
+    }
+
+    let when = Stamp::now().text();
+    install_all(built, &when)
+}
+
+fn exists_refusal(target: &Path) -> Error {
+    Error::refused(format!(
+        "{} exists; restore with --force to replace it (it is kept as \
+         {}.before-restore-<time>), or use --output-dir",
+        target.display(),
+        target.display()
+    ))
 }
 
 fn select<'a>(c: &'a Config, ids: &[String]) -> Result<Vec<&'a StorageConfig>> {
@@ -219,7 +249,7 @@ pub fn target_for(data_fs: &Path, output_dir: Option<&Path>) -> PathBuf {
     match output_dir {
         None => data_fs.to_path_buf(),
         Some(dir) => {
-            let rel: PathBuf = data_fs
+            let rel: PathBuf = crate::config::normalize(data_fs)
                 .components()
                 .filter(|c| matches!(c, Component::Normal(_)))
                 .collect();
@@ -231,29 +261,52 @@ pub fn target_for(data_fs: &Path, output_dir: Option<&Path>) -> PathBuf {
 fn plan<'a>(s: &'a StorageConfig, c: &Config, o: &RestoreOptions) -> Result<Job<'a>> {
     let job = StorageJob::prepare(s, c)?;
     let mut created = Vec::new();
+    let mut existing = None;
     let target = if o.check {
         job.data_fs.clone()
     } else {
-        target_for(&job.data_fs, o.output_dir.as_deref())
+        let t = target_for(&job.data_fs, o.output_dir.as_deref());
+        fsutil::resolve(&t).map_err(|e| Error::io(&t, e).doing("cannot resolve"))?
     };
     if !o.check {
         match DataFsLock::probe(&target) {
-            Ok(true) => {
+            Ok(Some(LockError::Held {
+                by: Holder::Tidstorage(pid),
+                ..
+            })) => {
                 return Err(Error::refused(format!(
-                "{} is locked by a running ZEO server or ZODB process; stop it before restoring",
-                target.display()
-            )))
+                    "{} is locked by another tidstorage command (pid {pid}); wait for it",
+                    target.display()
+                )))
             }
-            Ok(false) => {}
+            Ok(Some(held)) => {
+                let pid = match &held {
+                    LockError::Held {
+                        by: Holder::Zodb(Some(pid)),
+                        ..
+                    } => format!(" (pid {pid})"),
+                    _ => String::new(),
+                };
+                return Err(Error::refused(format!(
+                    "{} is locked by a running ZEO server or ZODB process{pid}; stop it before \
+                     restoring",
+                    target.display()
+                )));
+            }
+            Ok(None) => {}
             Err(e) => return Err(Error::io(&target, e).doing("cannot check the lock of")),
         }
-        if target.exists() && !o.force {
-            return Err(Error::refused(format!(
-                "{} exists; restore with --force to replace it (it is kept as \
-                 {}.before-restore-<time>), or use --output-dir",
-                target.display(),
-                target.display()
-            )));
+        let exists =
+            fsutil::exists(&target).map_err(|e| Error::io(&target, e).doing("cannot look for"))?;
+        if exists && !o.force {
+            // Refused unless it already holds exactly what this restore
+            // gives (a restore whose last step failed): then the rerun
+            // only finishes the job. Checked once the result is built.
+            existing = Some(
+                std::fs::metadata(&target)
+                    .map_err(|e| Error::io(&target, e).doing("cannot stat"))?
+                    .len(),
+            );
         }
         if let Some(parent) = target.parent() {
             created = parent
@@ -271,6 +324,7 @@ fn plan<'a>(s: &'a StorageConfig, c: &Config, o: &RestoreOptions) -> Result<Job<
         tid: None,
         expect: None,
         created,
+        existing,
     })
 }
 
@@ -402,8 +456,10 @@ fn build<'a>(j: Job<'a>, date: &str, quiet: bool) -> Result<Built<'a>> {
     let mut tmp = fsutil::TempFile::beside(&j.target)
         .map_err(|e| Error::io(&j.target, e).doing("cannot create a temporary file beside"))?;
     let pb = progress::bar(chain.end(), format!("{} restore", j.job.cfg.id), quiet);
+    let tmp_path = tmp.path().to_path_buf();
+    let tmp_file = tmp.file();
     let size = repo
-        .stream_chain(&chain, tmp.file(), &pb as &dyn Progress)
+        .stream_chain(&chain, &mut *tmp_file, &tmp_path, &pb as &dyn Progress)
         .map_err(|e| {
             Error::from(e).advice(format!("nothing was written under {}", j.target.display()))
         })?;
@@ -424,6 +480,9 @@ fn build<'a>(j: Job<'a>, date: &str, quiet: bool) -> Result<Built<'a>> {
         }
         Some(tid) => {
             let cc = df.coherent_cut(tid)?;
+            if let Some(why) = cc.below_pack_refusal(j.target.as_ref(), tid) {
+                return Err(Error::refused(why));
+            }
             if cc.ends_before_tid {
                 return Err(Error::refused(format!(
                     "the repository holds this storage only up to TID {}, before the coherent \
@@ -475,7 +534,7 @@ fn build<'a>(j: Job<'a>, date: &str, quiet: bool) -> Result<Built<'a>> {
     }
     Ok(Built {
         job: j,
-        tmp,
+        tmp: Some(tmp),
         size: position,
         chain,
         removed,
@@ -485,54 +544,196 @@ fn build<'a>(j: Job<'a>, date: &str, quiet: bool) -> Result<Built<'a>> {
     })
 }
 
-fn install(b: Built, when: &str) -> Result<Installed> {
-    let target = &b.job.target;
-    let index_path = sibling(target, ".index");
-    let mut kept = None;
-    if target.exists() {
-        let old = sibling(target, &format!(".before-restore-{when}"));
-        std::fs::hard_link(target, &old).map_err(|e| {
-            Error::io(target, e)
-                .doing(format!("cannot keep as {} the old", old.display()))
-                .advice("nothing replaced")
+/// What was done to one target while putting the set in place, so that
+/// a failure on a later storage can undo it.
+struct Placed {
+    target: PathBuf,
+    /// The old file's second name (a hard link made before the rename).
+    kept: Option<PathBuf>,
+    /// Where the old index was moved.
+    kept_index: Option<PathBuf>,
+    /// The new file was renamed over the target.
+    renamed: bool,
+}
+
+/// A free name for a kept file: `base`, else `base.1`, `base.2`, ... (a
+/// rerun within the same second must not be blocked by the first run's).
+fn free_name(base: PathBuf) -> Result<PathBuf> {
+    let mut candidate = base.clone();
+    for n in 1..1000 {
+        if !fsutil::exists(&candidate)
+            .map_err(|e| Error::io(&candidate, e).doing("cannot look for"))?
+        {
+            return Ok(candidate);
+        }
+        candidate = sibling(&base, &format!(".{n}"));
+    }
+    Err(Error::refused(format!(
+        "no free name for {}: remove old .before-restore files",
+        base.display()
+    )))
+}
+
+/// Keeps the old file and index of `b`'s target and renames the new file
+/// over it, recording each step in `placed` (even when a later step fails).
+fn place(b: &mut Built, when: &str, placed: &mut Placed) -> Result<()> {
+    let target = b.job.target.clone();
+    let index_path = sibling(&target, ".index");
+    if b.job.existing.is_some() {
+        // Already this result (checked): nothing to replace.
+        return Ok(());
+    }
+    if fsutil::exists(&target).map_err(|e| Error::io(&target, e).doing("cannot look for"))? {
+        let old = free_name(sibling(&target, &format!(".before-restore-{when}")))?;
+        std::fs::hard_link(&target, &old).map_err(|e| {
+            Error::io(&target, e).doing(format!("cannot keep as {} the old", old.display()))
         })?;
-        kept = Some(old);
+        placed.kept = Some(old);
+        // The replaced file's owner and mode carry over to the new one.
+        fsutil::copy_owner_and_mode(&target, b.tmp_file().file()).map_err(|e| {
+            Error::io(&target, e).doing("cannot give the new file the owner and mode of")
+        })?;
     }
     // The old index describes the old file: move it away before the new
     // file arrives (a crash in between leaves no index: ZODB rebuilds).
-    if index_path.exists() {
-        let dest = match &kept {
-            Some(old) => sibling(old, ".index"),
-            None => sibling(&index_path, &format!(".before-restore-{when}")),
+    if fsutil::exists(&index_path)
+        .map_err(|e| Error::io(&index_path, e).doing("cannot look for"))?
+    {
+        let dest = match &placed.kept {
+            Some(old) => free_name(sibling(old, ".index"))?,
+            None => free_name(sibling(&index_path, &format!(".before-restore-{when}")))?,
         };
         std::fs::rename(&index_path, &dest)
             .map_err(|e| Error::io(&index_path, e).doing("cannot move aside the old"))?;
+        placed.kept_index = Some(dest);
     }
-    b.tmp
-        .persist(target)
-        .map_err(|e| Error::io(target, e).doing("cannot put in place"))?;
-    let mut notes = Vec::new();
-    if let Some(ix) = &b.index {
-        if let Err(e) = ix.save(b.size, &index_path) {
-            notes.push(format!(
-                "{} not written ({e}); ZODB rebuilds it at open",
-                index_path.display()
-            ));
+    let tmp = b.tmp.take().expect("placed once");
+    match tmp.persist(&target) {
+        Ok(()) => {
+            placed.renamed = true;
+            Ok(())
+        }
+        Err(e) => {
+            placed.renamed = fsutil::in_place(&e);
+            Err(Error::io(&target, e).doing("cannot put in place"))
         }
     }
-    notes.extend(b.notes);
-    Ok(Installed {
-        storage: b.job.job.cfg.id.clone(),
-        target: target.clone(),
-        size: b.size,
-        tid: b.job.tid,
-        removed: b.removed,
-        last_tid: b.last_tid,
-        files: b.chain.links.len(),
-        repository: b.job.job.repo.dir.clone(),
-        kept,
-        notes,
-    })
+}
+
+/// Undoes what [`place`] did: the old file back under its name (or the new
+/// one removed when there was none), the old index back. Returns what could
+/// not be undone.
+fn undo(p: &Placed) -> Vec<String> {
+    let mut left = Vec::new();
+    if p.renamed {
+        let r = match &p.kept {
+            Some(old) => std::fs::rename(old, &p.target),
+            None => std::fs::remove_file(&p.target),
+        };
+        if let Err(e) = r {
+            left.push(format!("{} is the NEW file ({e})", p.target.display()));
+        }
+    } else if let Some(old) = &p.kept {
+        // The old file is still in place: its extra name goes.
+        let _ = std::fs::remove_file(old);
+    }
+    if let Some(ix) = &p.kept_index {
+        if let Err(e) = std::fs::rename(ix, sibling(&p.target, ".index")) {
+            left.push(format!("the old index is at {} ({e})", ix.display()));
+        }
+    }
+    let _ = fsutil::sync_parent_dir(&p.target);
+    left
+}
+
+impl Built<'_> {
+    /// The restored file; present until [`place`] renames it.
+    fn tmp_file(&mut self) -> &mut fsutil::TempFile {
+        self.tmp.as_mut().expect("present until placed")
+    }
+
+    fn tmp_file_ref(&self) -> &fsutil::TempFile {
+        self.tmp.as_ref().expect("present until placed")
+    }
+}
+
+/// Puts every built storage in place, all or nothing: when one cannot be,
+/// those already placed get their old files back.
+fn install_all(mut built: Vec<Built>, when: &str) -> Result<Outcome> {
+    let mut placed: Vec<Placed> = Vec::new();
+    for b in &mut built {
+        let mut p = Placed {
+            target: b.job.target.clone(),
+            kept: None,
+            kept_index: None,
+            renamed: false,
+        };
+        let r = place(b, when, &mut p);
+        placed.push(p);
+        if let Err(e) = r {
+            let e = e.storage(&b.job.job.cfg.id);
+            let mut left = Vec::new();
+            for p in placed.iter().rev() {
+                left.extend(undo(p));
+            }
+            return Err(if left.is_empty() {
+                Error::new(ErrorKind::Storages(vec![e]))
+                    .doing("nothing was restored (the files already put in place got their old files back)")
+            } else {
+                Error::refused(format!(
+                    "{e}; undoing the storages already restored failed: {}; put the kept \
+                     .before-restore files back by hand, or run the restore again with --force",
+                    left.join("; ")
+                ))
+            });
+        }
+    }
+    // Every file is in place: what follows cannot be undone, only reported.
+    let mut installed = Vec::new();
+    let mut failed = Vec::new();
+    for (b, p) in built.into_iter().zip(placed) {
+        let id = b.job.job.cfg.id.clone();
+        let target = b.job.target.clone();
+        let index_path = sibling(&target, ".index");
+        let mut notes = Vec::new();
+        if b.job.existing.is_some() {
+            notes.push("it already held this restore's result: made durable, index checked".into());
+            let r = std::fs::File::open(&target)
+                .and_then(|f| f.sync_all())
+                .and_then(|()| fsutil::sync_parent_dir(&target));
+            if let Err(e) = r {
+                failed.push(Error::io(&target, e).doing("cannot fsync").storage(&id));
+                continue;
+            }
+        }
+        let index_current = b.job.existing.is_some()
+            && matches!(FsIndex::read_pos(&index_path), Ok(pos) if pos == b.size);
+        if let (Some(ix), false) = (&b.index, index_current) {
+            if let Err(e) = ix.save(b.size, &index_path) {
+                failed.push(
+                    Error::io(&index_path, e)
+                        .doing(format!("{} is restored, but cannot write", target.display()))
+                        .advice("run the same restore again (without --force) to write it; ZODB rebuilds it at open meanwhile")
+                        .storage(&id),
+                );
+                continue;
+            }
+        }
+        notes.extend(b.notes);
+        installed.push(Installed {
+            storage: id,
+            target,
+            size: b.size,
+            tid: b.job.tid,
+            removed: b.removed,
+            last_tid: b.last_tid,
+            files: b.chain.links.len(),
+            repository: b.job.job.repo.dir.clone(),
+            kept: p.kept,
+            notes,
+        });
+    }
+    Ok(Outcome::Installed { installed, failed })
 }
 
 /// Compares one restored file with the live one (its prefix).
@@ -542,7 +743,8 @@ fn compare(b: &Built) -> Compared {
         storage: b.job.job.cfg.id.clone(),
         live: live.clone(),
         size: b.size,
-        verdict: compare_prefix(b.tmp.path(), live, b.size).map_err(|e| Error::io(live, e)),
+        verdict: compare_prefix(b.tmp_file_ref().path(), live, b.size)
+            .map_err(|e| Error::io(live, e)),
     }
 }
 

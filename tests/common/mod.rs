@@ -378,3 +378,13 @@ pub fn write_script(path: &Path, text: &str) {
     std::fs::write(path, text).unwrap();
     std::fs::set_permissions(path, std::os::unix::fs::PermissionsExt::from_mode(0o755)).unwrap();
 }
+
+/// Where `restore --output-dir out` puts a configured file: its absolute
+/// path recreated under `out` (the configuration's paths are absolute
+/// once read, whatever `-c` was).
+pub fn restored_under(out: &std::path::Path, configured: &std::path::Path) -> std::path::PathBuf {
+    let configured = std::fs::canonicalize(configured.parent().unwrap())
+        .unwrap()
+        .join(configured.file_name().unwrap());
+    out.join(configured.strip_prefix("/").unwrap())
+}

@@ -9,7 +9,7 @@ use std::path::{Path, PathBuf};
 use std::process::{Command, Output, Stdio};
 use std::time::{Duration, SystemTime, UNIX_EPOCH};
 
-use super::{assert_code, python, repo_path, run_in, stdout, zodb_write};
+use super::{assert_code, python, repo_path, restored_under, run_in, stdout, zodb_write};
 
 pub struct Site {
     pub dir: tempfile::TempDir,
@@ -95,12 +95,17 @@ impl Site {
         std::fs::read(self.p(out)).unwrap()
     }
 
+    /// Where `restore --output-dir dir` puts the Data.fs.
+    pub fn restored(&self, dir: &str) -> PathBuf {
+        restored_under(&self.p(dir), &self.p("var/Data.fs"))
+    }
+
     /// Our restore without cut into `dir`; the restored bytes.
     pub fn our_restore(&self, dir: &str, extra: &[&str]) -> Vec<u8> {
         let mut a = vec!["restore", "--no-cut", "--output-dir", dir];
         a.extend_from_slice(extra);
         self.ok(&a);
-        std::fs::read(self.p(dir).join("var/Data.fs")).unwrap()
+        std::fs::read(self.restored(dir)).unwrap()
     }
 
     /// Names of the repository's data files, sorted.
