@@ -10,7 +10,7 @@ RUN_DIR := run
 
 export TIDSTORAGE_PYTHON := $(abspath $(VENV_PY))
 
-.PHONY: all build release run test test-rust test-python lint check-static venv generate install clean
+.PHONY: all build release run test prereqs test-rust test-python lint check-static venv generate install clean
 
 all: build
 
@@ -54,7 +54,18 @@ $(CLIENT_STAMP): clients/python/pyproject.toml $(VENV)/.installed
 	$(VENV_PY) -m pip install --quiet --disable-pip-version-check --no-deps -e clients/python
 	touch "$@"
 
-test: venv lint test-rust test-python check-static
+test: prereqs venv lint test-rust test-python check-static
+
+# What `make test` needs beyond cargo and python3, checked first so a
+# missing piece is named before minutes of building. Optional parts that
+# are skipped print a `skipped:` line (counted in .ci/run's summary).
+PYTHON2 ?= $(HOME)/.pyenv/versions/2.7.18/bin/python
+prereqs:
+	@command -v readelf >/dev/null || { echo "error: readelf (binutils) is needed by check-static"; exit 1; }
+	@command -v strace >/dev/null || echo "skipped: strace not found (apt-get install strace): the fault-injection cases need it"
+	@if [ ! -x "$(PYTHON2)" ]; then \
+		echo "skipped: no Python 2.7 at $(PYTHON2) (set PYTHON2): the checks against the original Products.TIDStorage are not run"; \
+	fi
 
 test-rust: venv
 	$(CARGO) test --all-targets

@@ -15,6 +15,7 @@ mod common;
 
 use std::path::Path;
 use std::process::Command;
+use std::time::{SystemTime, UNIX_EPOCH};
 
 use common::*;
 
@@ -419,4 +420,162 @@ fn backup_fires_the_bootstrap_trigger_of_a_storage_missing_from_the_point() {
     assert!(d.join("timestamps.log").exists(), "a complete run");
     drop(cl);
     daemon.stop();
+}
+
+// ---------------------------------------------------------------------------
+// After a failure, an immediate rerun finishes the job (issue 13).
+
+/// A valid status file whose point is `tid` for storage `main`.
+fn write_status_file(s: &Site, tid: u64) {
+    let now = SystemTime::now().duration_since(UNIX_EPOCH).unwrap().as_secs_f64();
+    std::fs::write(s.p("status.tid"), format!("{now:.2} f {{'main': {tid}}}\n")).unwrap();
+}
+
+fn utc_second_now() -> String {
+    let o = Command::new("date")
+        .args(["-u", "+%Y-%m-%d-%H-%M-%S"])
+        .output()
+        .unwrap();
+    String::from_utf8(o.stdout).unwrap().trim().to_string()
+}
+
+#[test]
+fn a_rerun_in_the_second_of_a_failed_run_succeeds_and_restores_by_default() {
+    let s = Site::new(3);
+    let tids = s.write(2);
+    write_status_file(&s, *tids.last().unwrap());
+    // What a run that failed after copying the status file leaves: the
+    // copy under this second's name.
+    std::fs::create_dir_all(s.p("status-copies")).unwrap();
+    let leftover = s.p(&format!("status-copies/status.tid.{}", utc_second_now()));
+    std::fs::write(&leftover, "garbage of a failed run\n").unwrap();
+    let out = s.ok(&["backup", "--no-server"]);
+    assert!(out.contains("status file copied to"), "{out}");
+    // The run is complete: a default restore (timestamp file) uses it.
+    let o = s.tid(&["restore", "--output-dir", "out"]);
+    assert_code(&o, 0);
+    assert_eq!(std::fs::read(s.restored("out")).unwrap(), s.live());
+}
+
+#[test]
+fn a_backup_file_no_dat_lists_is_set_aside_and_verify_passes_again() {
+    let s = Site::new(3);
+    s.ok(&["backup", "--no-server"]);
+    // What a backup killed between naming its file and listing it in the
+    // .dat leaves: a complete file under a backup name, unlisted.
+    next_second();
+    let orphan = s.repo().join(format!("{}.deltafs", utc_second_now()));
+    std::fs::write(&orphan, b"unlisted bytes").unwrap();
+    let o = s.tid(&["restore", "--verify"]);
+    assert_code(&o, 1);
+    next_second();
+    s.write(2);
+    let out = s.ok(&["backup", "--no-server"]);
+    assert!(out.contains("set aside"), "{out}");
+    assert!(!orphan.exists());
+    assert!(fsutil_sibling(&orphan, ".unlisted").exists(), "kept for the operator");
+    s.ok(&["restore", "--verify"]);
+    // repozo, which picks files by name, restores the same bytes.
+    assert!(s.repozo_restore("theirs.fs", None) == s.live());
+}
+
+fn fsutil_sibling(p: &Path, suffix: &str) -> std::path::PathBuf {
+    let mut o = p.as_os_str().to_owned();
+    o.push(suffix);
+    o.into()
+}
+
+#[test]
+fn an_unchanged_backup_writes_the_index_an_earlier_run_could_not() {
+    let s = Site::new(3);
+    s.ok(&["backup", "--no-server"]);
+    let index: Vec<String> = s.all_files().into_iter().filter(|n| n.ends_with(".index")).collect();
+    assert_eq!(index.len(), 1, "{index:?}");
+    std::fs::remove_file(s.repo().join(&index[0])).unwrap();
+    let out = s.ok(&["backup", "--no-server"]);
+    assert!(out.contains("unchanged") && out.contains("wrote the missing index"), "{out}");
+    assert!(s.repo().join(&index[0]).exists());
+}
+
+#[test]
+fn keep_full_removes_what_a_prune_killed_half_way_left() {
+    let s = Site::new(2);
+    for _ in 0..2 {
+        s.ok(&["backup", "--no-server", "--full"]);
+        s.write(1);
+        s.ok(&["backup", "--no-server"]);
+        next_second();
+    }
+    let files = s.data_files();
+    // A prune killed after removing the oldest full, before its delta.
+    std::fs::remove_file(s.repo().join(&files[0])).unwrap();
+    let orphan_delta = files[1].clone();
+    assert!(orphan_delta.ends_with(".deltafs"), "{files:?}");
+    s.write(1);
+    s.ok(&["backup", "--no-server", "--full", "--keep-full", "2"]);
+    assert!(
+        !s.repo().join(&orphan_delta).exists(),
+        "the delta of a removed full stays forever: {:?}",
+        s.all_files()
+    );
+    s.ok(&["restore", "--verify"]);
+}
+
+#[test]
+fn a_storage_without_repository_is_a_configuration_error_and_nothing_is_written() {
+    let s = Site::new(2);
+    std::fs::write(
+        s.p("t.toml"),
+        "[[storage]]\nid = \"main\"\ndata_fs = \"var/Data.fs\"\nrepository = \"repo\"\n\
+         [[storage]]\nid = \"other\"\ndata_fs = \"var/Other.fs\"\n",
+    )
+    .unwrap();
+    let o = s.tid(&["backup", "--no-server"]);
+    assert_code(&o, 2);
+    assert!(stderr(&o).contains("no repository"), "{}", stderr(&o));
+    assert!(s.data_files().is_empty(), "{:?}", s.data_files());
+}
+
+#[test]
+fn a_relative_config_records_absolute_paths_so_restore_works_from_elsewhere() {
+    let s = Site::new(3);
+    let tids = s.write(1);
+    write_status_file(&s, *tids.last().unwrap());
+    s.ok(&["backup", "--no-server"]);
+    let manifest = s
+        .all_files()
+        .into_iter()
+        .find(|n| n.ends_with(".tidstorage.json"))
+        .unwrap();
+    let m: serde_json::Value =
+        serde_json::from_slice(&std::fs::read(s.repo().join(manifest)).unwrap()).unwrap();
+    let copy = m["status_file_copy"].as_str().unwrap();
+    assert!(Path::new(copy).is_absolute(), "{copy}");
+    assert!(Path::new(m["data_fs"].as_str().unwrap()).is_absolute(), "{m}");
+    // From another directory, with the configuration named absolutely.
+    let elsewhere = tempfile::tempdir().unwrap();
+    let cfg = s.p("t.toml");
+    let out = elsewhere.path().join("out");
+    let o = run_in(
+        elsewhere.path(),
+        &["-c", cfg.to_str().unwrap(), "restore", "--output-dir", out.to_str().unwrap()],
+    );
+    assert_code(&o, 0);
+}
+
+#[test]
+fn a_file_size_limit_is_reported_as_an_error_not_a_signal() {
+    let s = Site::new(30);
+    let script = format!(
+        "ulimit -f 8; exec {} -c t.toml backup --no-server",
+        bin().display()
+    );
+    let o = Command::new("sh")
+        .args(["-c", &script])
+        .current_dir(s.dir.path())
+        .output()
+        .unwrap();
+    assert_eq!(o.status.code(), Some(3), "killed by a signal? {:?}", o.status);
+    assert!(stderr(&o).contains("File too large"), "{}", stderr(&o));
+    assert!(s.data_files().is_empty(), "{:?}", s.data_files());
 }

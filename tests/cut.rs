@@ -367,3 +367,114 @@ fn verify_finds_damage_inside_the_kept_part() {
     assert_code(&o, 0);
     assert!(stdout(&o).contains("verified the"), "{}", stdout(&o));
 }
+
+// ---------------------------------------------------------------------------
+// After a failure, an immediate rerun finishes the job; messages say the
+// truth (issue 13).
+
+#[test]
+fn a_missing_data_fs_is_named_as_missing() {
+    let d = tempfile::tempdir().unwrap();
+    let o = run_in(d.path(), &["cut", "nope/Data.fs", "1"]);
+    assert_code(&o, 3);
+    assert!(stderr(&o).contains("does not exist"), "{}", stderr(&o));
+}
+
+#[test]
+fn dry_run_says_that_nothing_was_changed() {
+    let s = site(3);
+    write_status(&s, &[1, 1, 1]);
+    let o = cut(&s, &["--dry-run"]);
+    assert_code(&o, 0);
+    assert!(stdout(&o).contains("dry run: nothing was changed"), "{}", stdout(&o));
+}
+
+#[test]
+fn a_rerun_writes_the_index_a_cut_could_not() {
+    let s = site(4);
+    write_status(&s, &[1, 2, 3]);
+    assert_code(&cut(&s, &[]), 0);
+    let index = |f: &PathBuf| {
+        let mut p = f.clone().into_os_string();
+        p.push(".index");
+        PathBuf::from(p)
+    };
+    // What a cut killed after truncating, or whose index write failed,
+    // leaves: the cut file without its index.
+    std::fs::remove_file(index(&s.files[1])).unwrap();
+    let o = cut(&s, &[]);
+    assert_code(&o, 0);
+    assert!(stdout(&o).contains("already cut; index written"), "{}", stdout(&o));
+    assert!(index(&s.files[1]).exists());
+    // ZODB takes it as is.
+    let c = zodb(&["check", s.files[1].to_str().unwrap()]);
+    assert_eq!(c["fstest"], "ok");
+}
+
+#[test]
+fn a_symlinked_data_fs_is_locked_and_cut_as_the_real_file() {
+    let d = tempfile::tempdir().unwrap();
+    std::fs::create_dir_all(d.path().join("real")).unwrap();
+    std::fs::create_dir_all(d.path().join("var")).unwrap();
+    let real = d.path().join("real/Data.fs");
+    let tids = zodb_write(&real, 4);
+    let link = d.path().join("var/Data.fs");
+    std::os::unix::fs::symlink("../real/Data.fs", &link).unwrap();
+    // A running ZODB holds the real file: a cut through the link refuses.
+    let mut zeo = hold_open(&real);
+    let o = run_in(d.path(), &["cut", "var/Data.fs", &tids[1].to_string()]);
+    drop(zeo.stdin.take());
+    let _ = zeo.wait();
+    assert_code(&o, 3);
+    assert!(stderr(&o).contains("locked"), "{}", stderr(&o));
+    // Once it stopped, the cut's tail and index are the real file's.
+    let o = run_in(d.path(), &["cut", "var/Data.fs", &tids[1].to_string()]);
+    assert_code(&o, 0);
+    let names: Vec<String> = std::fs::read_dir(d.path().join("real"))
+        .unwrap()
+        .map(|e| e.unwrap().file_name().to_string_lossy().into_owned())
+        .collect();
+    assert!(names.iter().any(|n| n.starts_with("Data.fs.tail-")), "{names:?}");
+    assert!(names.iter().any(|n| n == "Data.fs.index"), "{names:?}");
+    assert!(std::fs::symlink_metadata(&link).unwrap().file_type().is_symlink());
+}
+
+#[test]
+fn a_file_another_cut_holds_names_tidstorage_not_zodb() {
+    let d = tempfile::tempdir().unwrap();
+    let f = d.path().join("Data.fs");
+    let tids = zodb_write(&f, 3);
+    let held = tidstorage::fsutil::DataFsLock::take(&f).unwrap();
+    let o = run_in(d.path(), &["cut", "Data.fs", &tids[0].to_string()]);
+    drop(held);
+    assert_code(&o, 3);
+    let e = stderr(&o);
+    assert!(e.contains("another tidstorage command"), "{e}");
+    assert!(!e.contains("ZODB process"), "{e}");
+}
+
+#[test]
+fn a_single_file_cut_after_its_last_transaction_is_no_loss() {
+    let d = tempfile::tempdir().unwrap();
+    let f = d.path().join("Data.fs");
+    zodb_write(&f, 2);
+    let o = run_in(d.path(), &["cut", "--dry-run", "Data.fs", "0x7fffffffffffffff"]);
+    assert_code(&o, 0);
+    let out = stdout(&o);
+    assert!(!out.contains("lost transactions"), "{out}");
+    assert!(out.contains("nothing to cut"), "{out}");
+}
+
+#[test]
+fn two_storages_on_one_data_fs_are_a_configuration_error() {
+    let d = tempfile::tempdir().unwrap();
+    std::fs::write(
+        d.path().join("t.toml"),
+        "[[storage]]\nid = \"a\"\ndata_fs = \"var/Data.fs\"\n\
+         [[storage]]\nid = \"b\"\ndata_fs = \"./var/../var/Data.fs\"\n",
+    )
+    .unwrap();
+    let o = run_in(d.path(), &["-c", "t.toml", "cut", "--dry-run"]);
+    assert_code(&o, 2);
+    assert!(stderr(&o).contains("same data_fs"), "{}", stderr(&o));
+}

@@ -10,7 +10,7 @@
 
 mod common;
 
-use std::path::PathBuf;
+use std::path::{Path, PathBuf};
 
 use common::*;
 
@@ -148,4 +148,151 @@ fn restore_refuses_while_zeo_holds_the_file() {
         "{}",
         stderr(&o)
     );
+}
+
+// ---------------------------------------------------------------------------
+// After a failure, an immediate rerun finishes the job (issue 13).
+
+/// The `.before-restore-*` files kept beside `target`.
+fn kept_beside(target: &Path) -> Vec<String> {
+    let name = target.file_name().unwrap().to_string_lossy().into_owned();
+    let mut v: Vec<String> = std::fs::read_dir(target.parent().unwrap())
+        .unwrap()
+        .map(|e| e.unwrap().file_name().to_string_lossy().into_owned())
+        .filter(|n| n.starts_with(&format!("{name}.before-restore-")) && !n.ends_with(".index"))
+        .collect();
+    v.sort();
+    v
+}
+
+#[test]
+fn force_twice_in_one_second_keeps_both_replaced_files() {
+    let s = Site::new(3);
+    s.ok(&["backup", "--no-server"]);
+    s.ok(&["restore", "--no-cut", "--output-dir", "out"]);
+    s.ok(&["restore", "--no-cut", "--output-dir", "out", "--force"]);
+    s.ok(&["restore", "--no-cut", "--output-dir", "out", "--force"]);
+    let kept = kept_beside(&s.restored("out"));
+    assert!(kept.len() == 2, "two replaced files, two names: {kept:?}");
+}
+
+#[test]
+fn a_restore_already_in_place_is_finished_by_a_plain_rerun() {
+    let s = Site::new(3);
+    s.ok(&["backup", "--no-server"]);
+    s.ok(&["restore", "--no-cut", "--output-dir", "out"]);
+    // A restore whose index could not be written (or whose directory
+    // fsync failed) leaves the file in place: the same command finishes.
+    let index = {
+        let mut p = s.restored("out").into_os_string();
+        p.push(".index");
+        std::path::PathBuf::from(p)
+    };
+    std::fs::remove_file(&index).unwrap();
+    let out = s.ok(&["restore", "--no-cut", "--output-dir", "out"]);
+    assert!(out.contains("already held this restore's result"), "{out}");
+    assert!(index.exists(), "the rerun writes the missing index");
+    // A different file under the name is still refused.
+    s.write(1);
+    s.ok(&["backup", "--no-server"]);
+    let o = s.tid(&["restore", "--no-cut", "--output-dir", "out"]);
+    assert_code(&o, 3);
+    assert!(stderr(&o).contains("exists; restore with --force"), "{}", stderr(&o));
+}
+
+#[test]
+fn force_keeps_the_owner_and_mode_of_the_replaced_file() {
+    use std::os::unix::fs::{MetadataExt, PermissionsExt};
+    let s = Site::new(3);
+    s.ok(&["backup", "--no-server"]);
+    s.ok(&["restore", "--no-cut", "--output-dir", "out"]);
+    let target = s.restored("out");
+    std::fs::set_permissions(&target, std::fs::Permissions::from_mode(0o664)).unwrap();
+    // As root (CI), the owner too; otherwise only the mode is checked.
+    let root = unsafe { libc_geteuid() } == 0;
+    if root {
+        std::os::unix::fs::chown(&target, Some(65534), Some(65534)).unwrap();
+    }
+    s.ok(&["restore", "--no-cut", "--output-dir", "out", "--force"]);
+    let m = std::fs::metadata(&target).unwrap();
+    assert_eq!(m.mode() & 0o777, 0o664);
+    if root {
+        assert_eq!((m.uid(), m.gid()), (65534, 65534));
+    }
+}
+
+extern "C" {
+    #[link_name = "geteuid"]
+    fn libc_geteuid() -> u32;
+}
+
+#[test]
+fn a_multi_storage_install_is_all_or_nothing() {
+    let s = Site::new(3);
+    std::fs::create_dir(s.p("repo2")).unwrap();
+    zodb_write(&s.p("var/Second.fs"), 2);
+    std::fs::write(
+        s.p("t.toml"),
+        "[backup]\ntimestamp_file = \"timestamps.log\"\n\
+         [[storage]]\nid = \"main\"\ndata_fs = \"var/Data.fs\"\nrepository = \"repo\"\n\
+         [[storage]]\nid = \"second\"\ndata_fs = \"var/Second.fs\"\nrepository = \"repo2\"\n",
+    )
+    .unwrap();
+    s.ok(&["backup", "--no-server"]);
+    s.ok(&["restore", "--no-cut", "--output-dir", "out"]);
+    let first = s.restored("out");
+    let second = restored_under(&s.p("out"), &s.p("var/Second.fs"));
+    // The first target holds something else; the second cannot be
+    // replaced (a directory where the file should be).
+    std::fs::write(&first, b"the operator's own file").unwrap();
+    std::fs::remove_file(&second).unwrap();
+    std::fs::create_dir(&second).unwrap();
+    let o = s.tid(&["restore", "--no-cut", "--output-dir", "out", "--force"]);
+    assert_code(&o, 3);
+    assert!(stderr(&o).contains("nothing was restored"), "{}", stderr(&o));
+    assert_eq!(
+        std::fs::read(&first).unwrap(),
+        b"the operator's own file",
+        "the first storage was replaced although the second failed"
+    );
+    assert!(kept_beside(&first).is_empty(), "{:?}", kept_beside(&first));
+}
+
+#[test]
+fn output_dir_recreates_the_normalized_absolute_path() {
+    let s = Site::new(2);
+    std::fs::create_dir(s.p("sub")).unwrap();
+    std::fs::write(
+        s.p("sub/t.toml"),
+        "[[storage]]\nid = \"main\"\ndata_fs = \"../var/Data.fs\"\nrepository = \"../repo\"\n",
+    )
+    .unwrap();
+    let o = run_in(s.dir.path(), &["-c", "sub/t.toml", "backup", "--no-server"]);
+    assert_code(&o, 0);
+    let o = run_in(
+        s.dir.path(),
+        &["-c", "sub/t.toml", "restore", "--no-cut", "--output-dir", "out"],
+    );
+    assert_code(&o, 0);
+    // DIR/<abs>/var/Data.fs, not DIR/<abs>/sub/var/Data.fs.
+    assert!(s.restored("out").exists(), "{}", stdout(&o));
+}
+
+#[test]
+fn a_point_below_a_later_pack_is_refused_naming_the_pack() {
+    let s = Site::new(0);
+    let early = s.write(4);
+    zodb(&["pack", s.data_fs().to_str().unwrap()]);
+    s.write(2);
+    s.ok(&["backup", "--no-server"]);
+    let status = s.p("early.tid");
+    std::fs::write(&status, format!("1732212345.67 f {{'main': {}}}\n", early[0])).unwrap();
+    let o = s.tid(&["restore", "--tid-log", "early.tid", "--output-dir", "out"]);
+    assert_code(&o, 3);
+    assert!(stderr(&o).contains("packed after TID"), "{}", stderr(&o));
+    assert!(!s.restored("out").exists());
+    // The same rule for cut, on the live file.
+    let o = s.tid(&["cut", "--dry-run", s.data_fs().to_str().unwrap(), &early[0].to_string()]);
+    assert_code(&o, 3);
+    assert!(stderr(&o).contains("packed after TID"), "{}", stderr(&o));
 }

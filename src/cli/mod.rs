@@ -184,22 +184,112 @@ fn public_command() -> clap::Command {
 /// with no date in them so a staleness test can compare bytes.
 pub fn write_man_pages(dir: &Path) -> std::io::Result<()> {
     let cmd = public_command();
-    let mut buf = Vec::new();
-    clap_mangen::Man::new(cmd.clone())
-        .date("")
-        .render(&mut buf)?;
-    std::fs::write(dir.join("tidstorage.1"), buf)?;
+    std::fs::write(dir.join("tidstorage.1"), man_page(cmd.clone())?)?;
     for sub in cmd.get_subcommands().filter(|s| !s.is_hide_set()) {
         let name = format!("tidstorage-{}", sub.get_name());
         let sub = sub
             .clone()
             .name(name.clone())
             .bin_name(format!("tidstorage {}", sub.get_name()));
-        let mut buf = Vec::new();
-        clap_mangen::Man::new(sub).date("").render(&mut buf)?;
-        std::fs::write(dir.join(format!("{name}.1")), buf)?;
+        std::fs::write(dir.join(format!("{name}.1")), man_page(sub)?)?;
     }
     Ok(())
+}
+
+/// clap_mangen's page with two sections of our own: a SYNOPSIS that names
+/// each option's value (`--server HOST:PORT`, not `--server`), and the
+/// examples and notes after the options kept line by line (clap_mangen
+/// fills them into one paragraph).
+fn man_page(cmd: clap::Command) -> std::io::Result<Vec<u8>> {
+    let man = clap_mangen::Man::new(cmd.clone()).date("");
+    let mut buf = Vec::new();
+    man.render_title(&mut buf)?;
+    man.render_name_section(&mut buf)?;
+    buf.extend_from_slice(synopsis(&cmd).as_bytes());
+    man.render_description_section(&mut buf)?;
+    if cmd.get_arguments().any(|a| !a.is_hide_set()) {
+        man.render_options_section(&mut buf)?;
+    }
+    if cmd.get_subcommands().any(|s| !s.is_hide_set()) {
+        man.render_subcommands_section(&mut buf)?;
+    }
+    if let Some(text) = cmd.get_after_long_help().or_else(|| cmd.get_after_help()) {
+        buf.extend_from_slice(b".SH EXAMPLES\n.nf\n");
+        for line in text.to_string().lines() {
+            buf.extend_from_slice(roff_line(line).as_bytes());
+            buf.push(b'\n');
+        }
+        buf.extend_from_slice(b".fi\n");
+    }
+    if cmd.get_version().is_some() {
+        man.render_version_section(&mut buf)?;
+    }
+    // Each section rendered alone repeats the apostrophe definition; the
+    // page needs it once, at the top.
+    let text = String::from_utf8_lossy(&buf).into_owned();
+    let mut seen = std::collections::HashSet::new();
+    let mut out = String::new();
+    for l in text.lines() {
+        if (l.starts_with(".ie \\n(.g") || l.starts_with(".el .ds Aq")) && !seen.insert(l.to_string()) {
+            continue;
+        }
+        out.push_str(l);
+        out.push('\n');
+    }
+    Ok(out.into_bytes())
+}
+
+/// Text for roff: backslashes and hyphens escaped, no line starting with
+/// a control character.
+fn roff_line(text: &str) -> String {
+    let t = text.replace('\\', "\\e").replace('-', "\\-");
+    if t.starts_with('.') || t.starts_with('\'') {
+        format!("\\&{t}")
+    } else {
+        t
+    }
+}
+
+/// `.SH SYNOPSIS` with every option's value name.
+fn synopsis(cmd: &clap::Command) -> String {
+    let name = cmd.get_bin_name().unwrap_or_else(|| cmd.get_name());
+    let mut line = format!("\\fB{}\\fR", roff_line(name));
+    for a in cmd.get_arguments().filter(|a| !a.is_hide_set()) {
+        let flag = match (a.get_short(), a.get_long()) {
+            (Some(s), Some(l)) => format!("\\fB\\-{s}\\fR|\\fB\\-\\-{}\\fR", roff_line(l)),
+            (Some(s), None) => format!("\\fB\\-{s}\\fR"),
+            (None, Some(l)) => format!("\\fB\\-\\-{}\\fR", roff_line(l)),
+            (None, None) => {
+                let v = a
+                    .get_value_names()
+                    .and_then(|v| v.first().map(|s| s.to_string()))
+                    .unwrap_or_else(|| a.get_id().to_string());
+                line.push_str(&format!(" [\\fI{}\\fR]", roff_line(&v)));
+                continue;
+            }
+        };
+        let takes_value = a.get_num_args().is_some_and(|n| n.takes_values())
+            && !matches!(a.get_action(), clap::ArgAction::SetTrue | clap::ArgAction::Count);
+        let value = if takes_value {
+            let v = a
+                .get_value_names()
+                .and_then(|v| v.first().map(|s| s.to_string()))
+                .unwrap_or_else(|| a.get_id().to_string().to_uppercase());
+            format!(" \\fI{}\\fR", roff_line(&v))
+        } else {
+            String::new()
+        };
+        let repeat = if matches!(a.get_action(), clap::ArgAction::Count | clap::ArgAction::Append) {
+            "..."
+        } else {
+            ""
+        };
+        line.push_str(&format!(" [{flag}{value}]{repeat}"));
+    }
+    if cmd.get_subcommands().any(|s| !s.is_hide_set()) {
+        line.push_str(" <\\fIsubcommand\\fR>");
+    }
+    format!(".SH SYNOPSIS\n{line}\n")
 }
 
 /// bash, zsh and fish completions.

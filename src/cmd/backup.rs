@@ -13,7 +13,7 @@ use crate::storageset::{self};
 #[command(after_help = "Examples:\n  \
     tidstorage backup                     back up every configured storage up to the daemon's point\n  \
     tidstorage backup --full --gzip       start new (gzipped) chains\n  \
-    tidstorage backup --no-server         back up to the current end (restore then needs --tid-log)")]
+    tidstorage backup --no-server         back up to the current end (restore cuts with the status file copy)")]
 pub struct BackupArgs {
     /// Daemon to take the coherency point from, HOST:PORT [default: [server] address:port].
     #[arg(long, value_name = "HOST:PORT", conflicts_with = "no_server")]

@@ -8,12 +8,12 @@
 //! given.
 
 use std::fs::File;
-use std::io::{self, BufReader, Read, Write};
+use std::io::{self, BufRead, BufReader, Read, Write};
 use std::os::unix::fs::FileExt;
 use std::path::Path;
 use std::sync::mpsc;
 
-use flate2::read::MultiGzDecoder;
+use flate2::bufread;
 use flate2::write::GzEncoder;
 use flate2::Compression;
 use md5::{Digest, Md5};
@@ -187,11 +187,81 @@ pub fn md5_range(src: &File, start: u64, len: u64, progress: &dyn Progress) -> i
 pub fn open_backup(path: &Path, gzip: bool) -> io::Result<Box<dyn Read + Send>> {
     let f = File::open(path)?;
     Ok(if gzip {
-        // Python's gzip reads concatenated members; so do we.
-        Box::new(MultiGzDecoder::new(BufReader::with_capacity(CHUNK, f)))
+        Box::new(GzMembers::new(BufReader::with_capacity(CHUNK, f)))
     } else {
         Box::new(f)
     })
+}
+
+/// The members of a gzip file, read one after the other as Python's gzip
+/// module (repozo) does: zero padding after a member is skipped; anything
+/// else that is not a gzip header is damage, said as such (a decoder that
+/// takes every trailing byte for a new member calls it "invalid gzip
+/// header", which sends the operator after the wrong thing).
+struct GzMembers<R: BufRead> {
+    input: Option<R>,
+    member: Option<bufread::GzDecoder<R>>,
+}
+
+impl<R: BufRead> GzMembers<R> {
+    fn new(input: R) -> Self {
+        GzMembers {
+            input: Some(input),
+            member: None,
+        }
+    }
+
+    /// Starts the next member; `false` at the end of the file.
+    fn next_member(&mut self) -> io::Result<bool> {
+        let mut input = match self.member.take() {
+            Some(m) => m.into_inner(),
+            None => self.input.take().expect("input or member"),
+        };
+        loop {
+            let buf = input.fill_buf()?;
+            if buf.is_empty() {
+                self.input = Some(input);
+                return Ok(false);
+            }
+            let zeros = buf.iter().take_while(|b| **b == 0).count();
+            if zeros > 0 {
+                input.consume(zeros);
+                continue;
+            }
+            if buf.len() >= 2 && buf[..2] != [0x1f, 0x8b] || buf.len() < 2 && buf[0] != 0x1f {
+                return Err(io::Error::new(
+                    io::ErrorKind::InvalidData,
+                    format!(
+                        "the gzip data ends before the file does: trailing bytes (at least {}) \
+                         that are not a gzip member follow (the file is damaged or was appended to)",
+                        buf.len()
+                    ),
+                ));
+            }
+            self.member = Some(bufread::GzDecoder::new(input));
+            return Ok(true);
+        }
+    }
+}
+
+impl<R: BufRead> Read for GzMembers<R> {
+    fn read(&mut self, out: &mut [u8]) -> io::Result<usize> {
+        loop {
+            if self.member.is_none() && !self.next_member()? {
+                return Ok(0);
+            }
+            let m = self.member.as_mut().expect("started above");
+            match m.read(out)? {
+                0 if !out.is_empty() => {
+                    // The member ended (its trailer checked): the next one.
+                    if !self.next_member()? {
+                        return Ok(0);
+                    }
+                }
+                n => return Ok(n),
+            }
+        }
+    }
 }
 
 /// A failure writing the output of [`read_backup`] (a full disk under the
@@ -271,6 +341,35 @@ pub fn raw_size(path: &Path, gzip: bool) -> io::Result<u64> {
 #[cfg(test)]
 mod tests {
     use super::*;
+
+    fn gz(data: &[u8]) -> Vec<u8> {
+        let mut e = GzEncoder::new(Vec::new(), Compression::fast());
+        e.write_all(data).unwrap();
+        e.finish().unwrap()
+    }
+
+    #[test]
+    fn gzip_members_padding_and_trailing_garbage() {
+        let read = |bytes: Vec<u8>| {
+            let mut out = Vec::new();
+            GzMembers::new(&bytes[..]).read_to_end(&mut out).map(|_| out)
+        };
+        let mut two = gz(b"abc");
+        two.extend(gz(b"def"));
+        assert_eq!(read(two.clone()).unwrap(), b"abcdef");
+        let mut padded = two.clone();
+        padded.extend([0u8; 100]);
+        assert_eq!(read(padded).unwrap(), b"abcdef");
+        let mut garbage = two;
+        garbage.extend(b"not gzip at all");
+        let e = read(garbage).unwrap_err();
+        assert!(e.to_string().contains("trailing bytes (at least 15)"), "{e}");
+        // A damaged member is still the decoder's own error.
+        let mut bad = gz(b"abcdefgh");
+        let n = bad.len();
+        bad[n - 3] ^= 0xff;
+        assert!(read(bad).is_err());
+    }
 
     fn md5_of(b: &[u8]) -> String {
         hex(&Md5::digest(b))

@@ -730,7 +730,12 @@ fn status_copy_base(status: &Path) -> String {
 
 fn prune_status_copies(dir: &Path, status: &Path, before: Stamp) -> Result<usize> {
     let prefix = format!("{}.", status_copy_base(status));
-    let rd = std::fs::read_dir(dir).map_err(|e| Error::io(dir, e).doing("cannot list"))?;
+    let rd = match std::fs::read_dir(dir) {
+        Ok(rd) => rd,
+        // No copy was ever made.
+        Err(e) if e.kind() == std::io::ErrorKind::NotFound => return Ok(0),
+        Err(e) => return Err(Error::io(dir, e).doing("cannot list")),
+    };
     let mut n = 0;
     for ent in rd.flatten() {
         let name = ent.file_name().to_string_lossy().into_owned();

@@ -100,6 +100,12 @@ impl Error {
         match &*self.kind {
             ErrorKind::Config(_) => ExitKind::Usage,
             ErrorKind::Daemon(e) => e.kind,
+            // "nothing was done" because of the configuration alone.
+            ErrorKind::Storages(errors)
+                if !errors.is_empty() && errors.iter().all(|e| e.exit_kind() == ExitKind::Usage) =>
+            {
+                ExitKind::Usage
+            }
             _ => ExitKind::Runtime,
         }
     }
