@@ -427,7 +427,10 @@ fn backup_fires_the_bootstrap_trigger_of_a_storage_missing_from_the_point() {
 
 /// A valid status file whose point is `tid` for storage `main`.
 fn write_status_file(s: &Site, tid: u64) {
-    let now = SystemTime::now().duration_since(UNIX_EPOCH).unwrap().as_secs_f64();
+    let now = SystemTime::now()
+        .duration_since(UNIX_EPOCH)
+        .unwrap()
+        .as_secs_f64();
     std::fs::write(s.p("status.tid"), format!("{now:.2} f {{'main': {tid}}}\n")).unwrap();
 }
 
@@ -473,7 +476,10 @@ fn a_backup_file_no_dat_lists_is_set_aside_and_verify_passes_again() {
     let out = s.ok(&["backup", "--no-server"]);
     assert!(out.contains("set aside"), "{out}");
     assert!(!orphan.exists());
-    assert!(fsutil_sibling(&orphan, ".unlisted").exists(), "kept for the operator");
+    assert!(
+        fsutil_sibling(&orphan, ".unlisted").exists(),
+        "kept for the operator"
+    );
     s.ok(&["restore", "--verify"]);
     // repozo, which picks files by name, restores the same bytes.
     assert!(s.repozo_restore("theirs.fs", None) == s.live());
@@ -489,11 +495,18 @@ fn fsutil_sibling(p: &Path, suffix: &str) -> std::path::PathBuf {
 fn an_unchanged_backup_writes_the_index_an_earlier_run_could_not() {
     let s = Site::new(3);
     s.ok(&["backup", "--no-server"]);
-    let index: Vec<String> = s.all_files().into_iter().filter(|n| n.ends_with(".index")).collect();
+    let index: Vec<String> = s
+        .all_files()
+        .into_iter()
+        .filter(|n| n.ends_with(".index"))
+        .collect();
     assert_eq!(index.len(), 1, "{index:?}");
     std::fs::remove_file(s.repo().join(&index[0])).unwrap();
     let out = s.ok(&["backup", "--no-server"]);
-    assert!(out.contains("unchanged") && out.contains("wrote the missing index"), "{out}");
+    assert!(
+        out.contains("unchanged") && out.contains("wrote the missing index"),
+        "{out}"
+    );
     assert!(s.repo().join(&index[0]).exists());
 }
 
@@ -551,14 +564,23 @@ fn a_relative_config_records_absolute_paths_so_restore_works_from_elsewhere() {
         serde_json::from_slice(&std::fs::read(s.repo().join(manifest)).unwrap()).unwrap();
     let copy = m["status_file_copy"].as_str().unwrap();
     assert!(Path::new(copy).is_absolute(), "{copy}");
-    assert!(Path::new(m["data_fs"].as_str().unwrap()).is_absolute(), "{m}");
+    assert!(
+        Path::new(m["data_fs"].as_str().unwrap()).is_absolute(),
+        "{m}"
+    );
     // From another directory, with the configuration named absolutely.
     let elsewhere = tempfile::tempdir().unwrap();
     let cfg = s.p("t.toml");
     let out = elsewhere.path().join("out");
     let o = run_in(
         elsewhere.path(),
-        &["-c", cfg.to_str().unwrap(), "restore", "--output-dir", out.to_str().unwrap()],
+        &[
+            "-c",
+            cfg.to_str().unwrap(),
+            "restore",
+            "--output-dir",
+            out.to_str().unwrap(),
+        ],
     );
     assert_code(&o, 0);
 }
@@ -575,7 +597,12 @@ fn a_file_size_limit_is_reported_as_an_error_not_a_signal() {
         .current_dir(s.dir.path())
         .output()
         .unwrap();
-    assert_eq!(o.status.code(), Some(3), "killed by a signal? {:?}", o.status);
+    assert_eq!(
+        o.status.code(),
+        Some(3),
+        "killed by a signal? {:?}",
+        o.status
+    );
     assert!(stderr(&o).contains("File too large"), "{}", stderr(&o));
     assert!(s.data_files().is_empty(), "{:?}", s.data_files());
 }

@@ -386,7 +386,11 @@ fn dry_run_says_that_nothing_was_changed() {
     write_status(&s, &[1, 1, 1]);
     let o = cut(&s, &["--dry-run"]);
     assert_code(&o, 0);
-    assert!(stdout(&o).contains("dry run: nothing was changed"), "{}", stdout(&o));
+    assert!(
+        stdout(&o).contains("dry run: nothing was changed"),
+        "{}",
+        stdout(&o)
+    );
 }
 
 #[test]
@@ -404,7 +408,11 @@ fn a_rerun_writes_the_index_a_cut_could_not() {
     std::fs::remove_file(index(&s.files[1])).unwrap();
     let o = cut(&s, &[]);
     assert_code(&o, 0);
-    assert!(stdout(&o).contains("already cut; index written"), "{}", stdout(&o));
+    assert!(
+        stdout(&o).contains("already cut; index written"),
+        "{}",
+        stdout(&o)
+    );
     assert!(index(&s.files[1]).exists());
     // ZODB takes it as is.
     let c = zodb(&["check", s.files[1].to_str().unwrap()]);
@@ -434,9 +442,15 @@ fn a_symlinked_data_fs_is_locked_and_cut_as_the_real_file() {
         .unwrap()
         .map(|e| e.unwrap().file_name().to_string_lossy().into_owned())
         .collect();
-    assert!(names.iter().any(|n| n.starts_with("Data.fs.tail-")), "{names:?}");
+    assert!(
+        names.iter().any(|n| n.starts_with("Data.fs.tail-")),
+        "{names:?}"
+    );
     assert!(names.iter().any(|n| n == "Data.fs.index"), "{names:?}");
-    assert!(std::fs::symlink_metadata(&link).unwrap().file_type().is_symlink());
+    assert!(std::fs::symlink_metadata(&link)
+        .unwrap()
+        .file_type()
+        .is_symlink());
 }
 
 #[test]
@@ -458,7 +472,10 @@ fn a_single_file_cut_after_its_last_transaction_is_no_loss() {
     let d = tempfile::tempdir().unwrap();
     let f = d.path().join("Data.fs");
     zodb_write(&f, 2);
-    let o = run_in(d.path(), &["cut", "--dry-run", "Data.fs", "0x7fffffffffffffff"]);
+    let o = run_in(
+        d.path(),
+        &["cut", "--dry-run", "Data.fs", "0x7fffffffffffffff"],
+    );
     assert_code(&o, 0);
     let out = stdout(&o);
     assert!(!out.contains("lost transactions"), "{out}");
@@ -477,4 +494,43 @@ fn two_storages_on_one_data_fs_are_a_configuration_error() {
     let o = run_in(d.path(), &["-c", "t.toml", "cut", "--dry-run"]);
     assert_code(&o, 2);
     assert!(stderr(&o).contains("same data_fs"), "{}", stderr(&o));
+}
+
+#[test]
+fn a_checkpoint_transaction_in_the_middle_ends_what_is_kept_as_for_zodb() {
+    let d = tempfile::tempdir().unwrap();
+    let f = d.path().join("Data.fs");
+    let tids = zodb_write(&f, 6);
+    // Transaction 3 left with the checkpoint status, more after it: ZODB's
+    // open stops at it (and would truncate there when opened writable).
+    let pos = {
+        let df = tidstorage::datafs::DataFs::open(&f).unwrap();
+        let hs: Vec<_> = df.iter_forward(4).map(|h| h.unwrap()).collect();
+        hs[2].pos
+    };
+    let mut bytes = std::fs::read(&f).unwrap();
+    bytes[pos as usize + 16] = b'c';
+    std::fs::write(&f, &bytes).unwrap();
+    for t in [tids[0], tids[2], tids[4], tids[5]] {
+        let o = run_in(
+            d.path(),
+            &[
+                "cut",
+                "--dry-run",
+                "--format",
+                "json",
+                "Data.fs",
+                &t.to_string(),
+            ],
+        );
+        assert_code(&o, 0);
+        let plan: serde_json::Value = serde_json::from_str(stdout(&o).trim()).unwrap();
+        let z = zodb(&["size", f.to_str().unwrap(), &t.to_string()]);
+        assert_eq!(plan["cut_position"], z["size"], "TID {t}: {plan}");
+    }
+    // Cut for real after the last TID: ZODB then reads every kept byte.
+    let o = run_in(d.path(), &["cut", "Data.fs", &tids[5].to_string()]);
+    assert_code(&o, 0);
+    assert_eq!(std::fs::metadata(&f).unwrap().len(), pos);
+    assert_eq!(zodb(&["check", f.to_str().unwrap()])["fstest"], "ok");
 }

@@ -197,7 +197,11 @@ fn a_restore_already_in_place_is_finished_by_a_plain_rerun() {
     s.ok(&["backup", "--no-server"]);
     let o = s.tid(&["restore", "--no-cut", "--output-dir", "out"]);
     assert_code(&o, 3);
-    assert!(stderr(&o).contains("exists; restore with --force"), "{}", stderr(&o));
+    assert!(
+        stderr(&o).contains("exists; restore with --force"),
+        "{}",
+        stderr(&o)
+    );
 }
 
 #[test]
@@ -249,7 +253,11 @@ fn a_multi_storage_install_is_all_or_nothing() {
     std::fs::create_dir(&second).unwrap();
     let o = s.tid(&["restore", "--no-cut", "--output-dir", "out", "--force"]);
     assert_code(&o, 3);
-    assert!(stderr(&o).contains("nothing was restored"), "{}", stderr(&o));
+    assert!(
+        stderr(&o).contains("nothing was restored"),
+        "{}",
+        stderr(&o)
+    );
     assert_eq!(
         std::fs::read(&first).unwrap(),
         b"the operator's own file",
@@ -271,7 +279,14 @@ fn output_dir_recreates_the_normalized_absolute_path() {
     assert_code(&o, 0);
     let o = run_in(
         s.dir.path(),
-        &["-c", "sub/t.toml", "restore", "--no-cut", "--output-dir", "out"],
+        &[
+            "-c",
+            "sub/t.toml",
+            "restore",
+            "--no-cut",
+            "--output-dir",
+            "out",
+        ],
     );
     assert_code(&o, 0);
     // DIR/<abs>/var/Data.fs, not DIR/<abs>/sub/var/Data.fs.
@@ -286,13 +301,22 @@ fn a_point_below_a_later_pack_is_refused_naming_the_pack() {
     s.write(2);
     s.ok(&["backup", "--no-server"]);
     let status = s.p("early.tid");
-    std::fs::write(&status, format!("1732212345.67 f {{'main': {}}}\n", early[0])).unwrap();
+    std::fs::write(
+        &status,
+        format!("1732212345.67 f {{'main': {}}}\n", early[0]),
+    )
+    .unwrap();
     let o = s.tid(&["restore", "--tid-log", "early.tid", "--output-dir", "out"]);
     assert_code(&o, 3);
     assert!(stderr(&o).contains("packed after TID"), "{}", stderr(&o));
     assert!(!s.restored("out").exists());
     // The same rule for cut, on the live file.
-    let o = s.tid(&["cut", "--dry-run", s.data_fs().to_str().unwrap(), &early[0].to_string()]);
+    let o = s.tid(&[
+        "cut",
+        "--dry-run",
+        s.data_fs().to_str().unwrap(),
+        &early[0].to_string(),
+    ]);
     assert_code(&o, 3);
     assert!(stderr(&o).contains("packed after TID"), "{}", stderr(&o));
 }

@@ -230,7 +230,9 @@ fn man_page(cmd: clap::Command) -> std::io::Result<Vec<u8>> {
     let mut seen = std::collections::HashSet::new();
     let mut out = String::new();
     for l in text.lines() {
-        if (l.starts_with(".ie \\n(.g") || l.starts_with(".el .ds Aq")) && !seen.insert(l.to_string()) {
+        if (l.starts_with(".ie \\n(.g") || l.starts_with(".el .ds Aq"))
+            && !seen.insert(l.to_string())
+        {
             continue;
         }
         out.push_str(l);
@@ -269,7 +271,10 @@ fn synopsis(cmd: &clap::Command) -> String {
             }
         };
         let takes_value = a.get_num_args().is_some_and(|n| n.takes_values())
-            && !matches!(a.get_action(), clap::ArgAction::SetTrue | clap::ArgAction::Count);
+            && !matches!(
+                a.get_action(),
+                clap::ArgAction::SetTrue | clap::ArgAction::Count
+            );
         let value = if takes_value {
             let v = a
                 .get_value_names()
@@ -279,7 +284,10 @@ fn synopsis(cmd: &clap::Command) -> String {
         } else {
             String::new()
         };
-        let repeat = if matches!(a.get_action(), clap::ArgAction::Count | clap::ArgAction::Append) {
+        let repeat = if matches!(
+            a.get_action(),
+            clap::ArgAction::Count | clap::ArgAction::Append
+        ) {
             "..."
         } else {
             ""

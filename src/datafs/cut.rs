@@ -165,7 +165,11 @@ impl DataFs {
     /// saw committed: it lost transactions other storages may depend on),
     /// a cut below a pack.
     pub fn coherent_cut(&self, tid: Tid) -> Result<CoherentCut, Error> {
-        let cut = self.cut_position(tid)?;
+        self.explain(self.cut_position(tid)?, tid)
+    }
+
+    /// What the operator must hear about a cut position for `tid`.
+    fn explain(&self, cut: CutPosition, tid: Tid) -> Result<CoherentCut, Error> {
         let mut notes = Vec::new();
         if let Some(d) = &cut.damage {
             notes.push(format!(
@@ -188,6 +192,40 @@ impl DataFs {
             ends_before_tid,
             below_pack,
         })
+    }
+
+    /// [`DataFs::coherent_cut`], also exact when a transaction before the
+    /// cut has the checkpoint status `c` (voted, never finished): ZODB's
+    /// open stops there, so the valid prefix ends there, however much
+    /// follows. ZODB never writes such a file itself (a writable open
+    /// truncates at the `c`), so the fast path does not look; this walks
+    /// every transaction header of the kept part (23 bytes each:
+    /// O(transactions), not O(bytes)) and falls back to the forward scan
+    /// when it finds one. For `cut` and `restore`, which change files.
+    pub fn coherent_cut_checked(&self, tid: Tid) -> Result<CoherentCut, Error> {
+        let cc = self.coherent_cut(tid)?;
+        if cc.cut.walk == Walk::Forward || !self.checkpoint_before(cc.cut.position)? {
+            return Ok(cc);
+        }
+        self.explain(self.cut_forward(tid)?, tid)
+    }
+
+    /// True when a transaction starting before `end` has status `c`.
+    fn checkpoint_before(&self, end: u64) -> Result<bool, Error> {
+        let mut pos = FIRST_TXN;
+        while pos < end {
+            let h = match self.read_txn_header(pos) {
+                Ok(h) => h,
+                // The forward scan answers for damage too.
+                Err(e) if e.is_damage() => return Ok(true),
+                Err(e) => return Err(e),
+            };
+            if h.status == STATUS_CHECKPOINT {
+                return Ok(true);
+            }
+            pos = h.end();
+        }
+        Ok(false)
     }
 
     /// The forward scan only (exact, O(file)); public so that tests and

@@ -352,7 +352,9 @@ mod tests {
     fn gzip_members_padding_and_trailing_garbage() {
         let read = |bytes: Vec<u8>| {
             let mut out = Vec::new();
-            GzMembers::new(&bytes[..]).read_to_end(&mut out).map(|_| out)
+            GzMembers::new(&bytes[..])
+                .read_to_end(&mut out)
+                .map(|_| out)
         };
         let mut two = gz(b"abc");
         two.extend(gz(b"def"));
@@ -363,7 +365,10 @@ mod tests {
         let mut garbage = two;
         garbage.extend(b"not gzip at all");
         let e = read(garbage).unwrap_err();
-        assert!(e.to_string().contains("trailing bytes (at least 15)"), "{e}");
+        assert!(
+            e.to_string().contains("trailing bytes (at least 15)"),
+            "{e}"
+        );
         // A damaged member is still the decoder's own error.
         let mut bad = gz(b"abcdefgh");
         let n = bad.len();

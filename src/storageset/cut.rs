@@ -194,7 +194,7 @@ fn plan_one(storage: Option<&str>, data_fs: &Path, tid: Tid, o: &CutOptions) -> 
         }
     };
     let df = DataFs::open(data_fs)?;
-    let mut cc = df.coherent_cut(tid)?;
+    let mut cc = df.coherent_cut_checked(tid)?;
     if let (true, Some(last)) = (cc.ends_before_tid, cc.cut.last_kept_tid) {
         cc.notes.push(match storage {
             // A point the daemon saw committed on this storage.

@@ -102,7 +102,8 @@ impl Error {
             ErrorKind::Daemon(e) => e.kind,
             // "nothing was done" because of the configuration alone.
             ErrorKind::Storages(errors)
-                if !errors.is_empty() && errors.iter().all(|e| e.exit_kind() == ExitKind::Usage) =>
+                if !errors.is_empty()
+                    && errors.iter().all(|e| e.exit_kind() == ExitKind::Usage) =>
             {
                 ExitKind::Usage
             }

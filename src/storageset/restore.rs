@@ -479,7 +479,7 @@ fn build<'a>(j: Job<'a>, date: &str, quiet: bool) -> Result<Built<'a>> {
             (size, v.last_tid, 0)
         }
         Some(tid) => {
-            let cc = df.coherent_cut(tid)?;
+            let cc = df.coherent_cut_checked(tid)?;
             if let Some(why) = cc.below_pack_refusal(j.target.as_ref(), tid) {
                 return Err(Error::refused(why));
             }
