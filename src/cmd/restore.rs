@@ -7,14 +7,16 @@ use std::path::PathBuf;
 use crate::cmd::{emit, Context};
 use crate::error::{CliError, Result};
 use crate::repozo;
-use crate::storageset::restore::{self, Compared, Installed, Outcome, RestoreOptions};
+use crate::storageset::restore::{self, Compared, How, Installed, Outcome, RestoreOptions};
 
 #[derive(Debug, Clone, clap::Args)]
 #[command(after_help = "Examples:\n  \
     tidstorage restore --output-dir /srv/restored    as of the last backup run, cut coherently\n  \
     tidstorage restore --date 2024-05-01-12-00-00 --force\n  \
     tidstorage restore --check                       compare a restore with the live files\n  \
-    tidstorage restore --verify                      check every repository, write nothing")]
+    tidstorage restore --verify                      check every repository, write nothing\n  \
+    tidstorage restore --incremental --output-dir /srv/standby   keep a standby current")]
+#[command(group(clap::ArgGroup::new("quick_with").args(["verify", "incremental"]).multiple(false)))]
 pub struct RestoreArgs {
     /// Restore the state as of this UTC date, yyyy-mm-dd[-hh[-mm[-ss]]]
     /// (repozo's format) [default: the last line of [backup] timestamp_file, else now].
@@ -47,8 +49,18 @@ pub struct RestoreArgs {
     /// and write nothing, like repozo -V (exit 1 on a problem).
     #[arg(long)]
     pub verify: bool,
-    /// With --verify: check sizes only, not md5s.
-    #[arg(short = 'Q', long, requires = "verify")]
+    /// Where an output Data.fs exists and is byte for byte a prefix of the
+    /// chain being restored (checked by md5 against the .dat), append only
+    /// the missing bytes, then cut at the run's point; otherwise restore it
+    /// in full, replacing it as --force does (the reason is printed). A
+    /// missing output is restored in full. Needs no --force.
+    #[arg(long, conflicts_with = "check")]
+    pub incremental: bool,
+    /// With --verify: check sizes only, not md5s. With --incremental: check
+    /// only the last chunk of the chain the output covers, and only when the
+    /// output is unchanged since the restore that wrote it (size, mtime,
+    /// ctime and inode recorded beside it); otherwise its whole prefix.
+    #[arg(short = 'Q', long, requires = "quick_with")]
     pub quick: bool,
 }
 
@@ -70,6 +82,8 @@ pub fn run(a: RestoreArgs, g: &Context) -> Result<()> {
         force: a.force,
         output_dir: a.output_dir,
         check: a.check,
+        incremental: a.incremental,
+        quick: a.quick,
         quiet: g.quiet(),
     };
     match restore::run(&c, &o)? {
@@ -93,12 +107,38 @@ pub fn run(a: RestoreArgs, g: &Context) -> Result<()> {
 }
 
 fn installed_text(i: &Installed) -> String {
-    let mut s = format!(
-        "storage {}: restored {} ({} bytes",
-        i.storage,
-        i.target.display(),
-        i.size
-    );
+    let mut s = String::new();
+    if let How::FullBecause(why) = &i.how {
+        s.push_str(&format!(
+            "storage {}: full restore because: {why}\n",
+            i.storage
+        ));
+    }
+    match &i.how {
+        How::Appended {
+            from,
+            checked,
+            quick,
+        } => s.push_str(&format!(
+            "storage {}: appended {} bytes to {} ({from}..{}, after checking {checked} bytes of \
+             it: {}",
+            i.storage,
+            i.size - from,
+            i.target.display(),
+            i.size,
+            if *quick {
+                "--quick, the last chunk it covers"
+            } else {
+                "every chunk it covers"
+            }
+        )),
+        _ => s.push_str(&format!(
+            "storage {}: restored {} ({} bytes",
+            i.storage,
+            i.target.display(),
+            i.size
+        )),
+    }
     match i.tid {
         Some(t) => s.push_str(&format!(
             ", cut at coherent TID {} ({}), {} bytes removed",

@@ -12,6 +12,8 @@
 //!   copies up to the coherent TID, manifests, the timestamp file, pruning.
 //! - [`restore`]: picking the run, checking its manifests come from one
 //!   run, and the build / install / compare steps.
+//! - [`standby`]: incremental restore, appending to an output that is a
+//!   prefix of the chain, never showing a half-written database.
 //! - [`cut`]: the all-or-nothing plan of cuts and its execution.
 //! - [`Error`]: `{ storage, kind }`, carrying the domain errors of
 //!   `datafs`, `repozo`, `statuslog` and `fsutil` to `main` typed.
@@ -25,6 +27,7 @@ mod error;
 pub mod job;
 pub mod point;
 pub mod restore;
+pub mod standby;
 
 pub use error::{Error, ErrorKind};
 

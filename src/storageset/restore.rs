@@ -21,7 +21,7 @@ use std::io::Read;
 use std::path::{Component, Path, PathBuf};
 
 use super::job::StorageJob;
-use super::{point, Error, ErrorKind, Result};
+use super::{point, standby, Error, ErrorKind, Result};
 use crate::config::{Config, StorageConfig};
 use crate::datafs::index::{index_for_prefix, FsIndex};
 use crate::datafs::DataFs;
@@ -48,6 +48,13 @@ pub struct RestoreOptions {
     pub output_dir: Option<PathBuf>,
     /// Build and compare with the live files; change nothing.
     pub check: bool,
+    /// Append to outputs that are a prefix of the chain (see
+    /// [`super::standby`]); the rest are restored in full, replaced as
+    /// with `force`.
+    pub incremental: bool,
+    /// With `incremental`: check only the last chunk an unchanged output
+    /// covers.
+    pub quick: bool,
     pub quiet: bool,
 }
 
@@ -66,7 +73,25 @@ pub struct Installed {
     pub repository: PathBuf,
     /// Where the replaced file is kept.
     pub kept: Option<PathBuf>,
+    /// With `incremental`: what was appended, or why it was restored in full.
+    pub how: How,
     pub notes: Vec<String>,
+}
+
+/// How a storage was restored.
+#[derive(Debug, Clone, PartialEq, Eq)]
+pub enum How {
+    /// Rebuilt whole (the default).
+    Full,
+    /// `incremental` found no prefix to extend, for this reason.
+    FullBecause(String),
+    /// `incremental`: bytes `from..size` appended after checking `checked`
+    /// bytes of the existing prefix (`quick`: its last chunk only).
+    Appended {
+        from: u64,
+        checked: u64,
+        quick: bool,
+    },
 }
 
 /// What [`run`] did.
@@ -181,6 +206,65 @@ pub fn run(c: &Config, o: &RestoreOptions) -> Result<Outcome> {
         return Err(Error::new(ErrorKind::Storages(errors)).doing("nothing was restored"));
     }
 
+    // Incremental: extend the outputs that are a prefix of their chain
+    // (hidden until every storage is ready), restore the others in full.
+    let mut appended: Vec<(standby::Appended, How, Chain, Job)> = Vec::new();
+    let mut full_because: std::collections::HashMap<String, String> = Default::default();
+    if o.incremental {
+        let mut rest = Vec::new();
+        for j in jobs {
+            let id = j.job.cfg.id.clone();
+            let r = chain_for(&j, &date).and_then(|chain| {
+                let v = standby::check(&j.target, &j.job.repo, &chain, j.tid, o.quick)?;
+                Ok((chain, v))
+            });
+            match r {
+                Ok((
+                    chain,
+                    standby::Verdict::Resume {
+                        from,
+                        checked,
+                        quick,
+                    },
+                )) => {
+                    let pb = progress::bar(chain.end() - from, format!("{id} append"), o.quiet);
+                    match standby::append(&j.target, &j.job.repo, &chain, from, j.tid, &pb) {
+                        Ok(a) => {
+                            let how = How::Appended {
+                                from,
+                                checked,
+                                quick,
+                            };
+                            appended.push((a, how, chain, j));
+                        }
+                        Err(e) => errors.push(e.storage(&id)),
+                    }
+                    pb.finish_and_clear();
+                }
+                Ok((_, standby::Verdict::Missing)) => rest.push(j),
+                Ok((_, standby::Verdict::Full(why))) => {
+                    log::info!("storage {id}: full restore because: {why}");
+                    full_because.insert(id, why);
+                    rest.push(j);
+                }
+                Err(e) => errors.push(e.storage(&id)),
+            }
+        }
+        jobs = rest;
+    }
+    // Appended outputs go back as they were if the run does not finish.
+    let undo_appended = |appended: &[(standby::Appended, How, Chain, Job)]| {
+        for (a, ..) in appended {
+            if let Err(e) = a.undo() {
+                log::error!(
+                    "{}: the appended bytes (hidden) could not be removed ({e}); the same \
+                     restore finishes it",
+                    a.target.display()
+                );
+            }
+        }
+    };
+
     let mut built = Vec::new();
     for j in jobs {
         let id = j.job.cfg.id.clone();
@@ -191,6 +275,7 @@ pub fn run(c: &Config, o: &RestoreOptions) -> Result<Outcome> {
     }
     if !errors.is_empty() {
         drop(built);
+        undo_appended(&appended);
         remove_created();
         return Err(Error::new(ErrorKind::Storages(errors))
             .doing("nothing was restored (the temporary files are removed)"));
@@ -218,7 +303,59 @@ pub fn run(c: &Config, o: &RestoreOptions) -> Result<Outcome> {
     }
 
     let when = Stamp::now().text();
-    install_all(built, &when)
+    let outcome = match install_all(built, &when) {
+        Ok(o) => o,
+        Err(e) => {
+            undo_appended(&appended);
+            return Err(e);
+        }
+    };
+    let Outcome::Installed {
+        mut installed,
+        mut failed,
+    } = outcome
+    else {
+        unreachable!("install_all installs")
+    };
+    for i in &mut installed {
+        if let Some(why) = full_because.remove(&i.storage) {
+            i.how = How::FullBecause(why);
+        }
+    }
+    // Now the appended ones become visible, one status byte each.
+    for (a, how, chain, j) in appended {
+        let id = j.job.cfg.id.clone();
+        match standby::publish(&a, &chain) {
+            Ok(notes) => installed.push(Installed {
+                storage: id,
+                target: a.target.clone(),
+                size: a.end,
+                tid: j.tid,
+                removed: a.removed,
+                last_tid: a.last_tid,
+                files: chain.links.len(),
+                repository: j.job.repo.dir.clone(),
+                kept: None,
+                how,
+                notes,
+            }),
+            Err(e) => failed.push(e.storage(&id)),
+        }
+    }
+    Ok(Outcome::Installed { installed, failed })
+}
+
+/// The chain a restore as of `date` uses for `j`, checked against its `.dat`.
+fn chain_for(j: &Job, date: &str) -> Result<Chain> {
+    let repo = &j.job.repo;
+    let files = repo.find_chain(Some(date))?;
+    if files.is_empty() {
+        return Err(Error::refused(format!(
+            "no full backup in {} as of {date}",
+            repo.dir.display()
+        )));
+    }
+    Ok(repo.checked_chain(files)?)
 }
 
 fn exists_refusal(target: &Path) -> Error {
@@ -298,7 +435,7 @@ fn plan<'a>(s: &'a StorageConfig, c: &Config, o: &RestoreOptions) -> Result<Job<
         }
         let exists =
             fsutil::exists(&target).map_err(|e| Error::io(&target, e).doing("cannot look for"))?;
-        if exists && !o.force {
+        if exists && !o.force && !o.incremental {
             // Refused unless it already holds exactly what this restore
             // gives (a restore whose last step failed): then the rerun
             // only finishes the job. Checked once the result is built.
@@ -445,14 +582,7 @@ fn assign_point(jobs: &mut [Job], o: &RestoreOptions, date: &str) -> Result<()> 
 
 fn build<'a>(j: Job<'a>, date: &str, quiet: bool) -> Result<Built<'a>> {
     let repo = &j.job.repo;
-    let files = repo.find_chain(Some(date))?;
-    if files.is_empty() {
-        return Err(Error::refused(format!(
-            "no full backup in {} as of {date}",
-            repo.dir.display()
-        )));
-    }
-    let chain = repo.checked_chain(files)?;
+    let chain = chain_for(&j, date)?;
     let mut tmp = fsutil::TempFile::beside(&j.target)
         .map_err(|e| Error::io(&j.target, e).doing("cannot create a temporary file beside"))?;
     let pb = progress::bar(chain.end(), format!("{} restore", j.job.cfg.id), quiet);
@@ -719,6 +849,13 @@ fn install_all(mut built: Vec<Built>, when: &str) -> Result<Outcome> {
                 continue;
             }
         }
+        if let Err(e) = standby::write_state(&target, &b.chain) {
+            notes.push(format!(
+                "the state file {} was not written ({e}): a later restore --incremental \
+                 --quick checks the whole prefix",
+                standby::state_path(&target).display()
+            ));
+        }
         notes.extend(b.notes);
         installed.push(Installed {
             storage: id,
@@ -730,6 +867,7 @@ fn install_all(mut built: Vec<Built>, when: &str) -> Result<Outcome> {
             files: b.chain.links.len(),
             repository: b.job.job.repo.dir.clone(),
             kept: p.kept,
+            how: How::Full,
             notes,
         });
     }
