@@ -340,10 +340,6 @@ def listdir(site, rel):
 
 # ---------------------------------------------------------------- promises
 
-class Broken(Exception):
-    pass
-
-
 def check_index_beside(site, rel_data, rel_index, problems, label):
     """An index under its final name must describe the bytes beside it."""
     p = os.path.join(site, rel_index)
@@ -490,7 +486,7 @@ class Cut(Command):
                     p.append("Data.fs.index differs from a clean cut's")
             except Exception as e:
                 p.append("Data.fs.index cannot be loaded (%s)" % type(e).__name__)
-        last, _n_ = zodb_opens(os.path.join(site, "var/Data.fs"))
+        last, _count = zodb_opens(os.path.join(site, "var/Data.fs"))
         if last != w.point:
             p.append("ZODB's last TID is %d, not the point %d" % (last, w.point))
         return p
@@ -615,7 +611,7 @@ class Restore(Command):
                     p.append("Data.fs.index differs from a clean restore's")
             except Exception as e:
                 p.append("Data.fs.index cannot be loaded (%s)" % type(e).__name__)
-        last, _n_ = zodb_opens(os.path.join(site, self.target))
+        last, _count = zodb_opens(os.path.join(site, self.target))
         if last != w.point:
             p.append("ZODB's last TID is %d, not the point %d" % (last, w.point))
         return p
@@ -758,10 +754,23 @@ class Result:
         return head + " BROKEN " + "; ".join("%s: %s" % b for b in self.broken)
 
 
+def start_early_in_a_second(room=0.6):
+    """Sleeps (< 0.4 s) until at least `room` seconds are left in the
+    current wall-clock second, so that a faulted run and its immediate
+    rerun fall in the same second, as an operator's quick rerun would.
+    Names are per second (repozo's), so whether they do decides whether
+    the rerun meets the names the failed run left (issue 13 item 1); left
+    to chance, those cases would pass or fail from one sweep to the next."""
+    frac = time.time() % 1.0
+    if frac > 1.0 - room:
+        time.sleep(1.0 - frac + 0.005)
+
+
 def run_case(w, command, call, fault):
     """Injects `fault` at `call`, checks every promise, reruns, checks again."""
     r = Result(command, call, fault)
     site = w.fresh(command.template)
+    start_early_in_a_second()
     log = site + ".trace"
     if fault == "SIGKILL":
         inject = "inject=%s:signal=SIGKILL:when=%d" % (call.syscall, call.n)

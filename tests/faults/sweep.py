@@ -69,6 +69,13 @@ def main():
     emit("%d cases, %d broken promises (%d cases broke at least one; %d injections did not "
          "land where planned) in %.0f s" % (len(results), broken, cases_broken, missed,
                                              time.monotonic() - t0))
+    emit()
+    emit("# command            calls  cases  broken cases  broken promises")
+    for c in commands:
+        rs = [r for r in results if r.command is c]
+        emit("%-20s %5d  %5d  %12d  %15d" % (
+            c.name, len({(r.call.syscall, r.call.n) for r in rs}), len(rs),
+            sum(1 for r in rs if r.broken), sum(len(r.broken) for r in rs)))
     groups = collections.OrderedDict()
     for r in results:
         for promise, detail in r.broken:
