@@ -755,9 +755,10 @@ class Result:
 
 
 def start_early_in_a_second(room=0.6):
-    """Sleeps (< 0.4 s) until at least `room` seconds are left in the
-    current wall-clock second, so that a faulted run and its immediate
-    rerun fall in the same second, as an operator's quick rerun would.
+    """Sleeps into the next wall-clock second (less than `room` seconds)
+    when fewer than `room` seconds are left in this one, so that a faulted
+    run and its immediate rerun fall in the same second, as an operator's
+    quick rerun would.
     Names are per second (repozo's), so whether they do decides whether
     the rerun meets the names the failed run left (issue 13 item 1); left
     to chance, those cases would pass or fail from one sweep to the next."""
@@ -766,11 +767,13 @@ def start_early_in_a_second(room=0.6):
         time.sleep(1.0 - frac + 0.005)
 
 
-def run_case(w, command, call, fault):
-    """Injects `fault` at `call`, checks every promise, reruns, checks again."""
+def run_case(w, command, call, fault, room=0.6):
+    """Injects `fault` at `call`, checks every promise, reruns, checks
+    again. The faulted run starts with at least `room` seconds left in
+    the current second."""
     r = Result(command, call, fault)
     site = w.fresh(command.template)
-    start_early_in_a_second()
+    start_early_in_a_second(room)
     log = site + ".trace"
     if fault == "SIGKILL":
         inject = "inject=%s:signal=SIGKILL:when=%d" % (call.syscall, call.n)

@@ -105,7 +105,9 @@ def pick(calls, syscall, match, which=0):
 @pytest.mark.parametrize("case", [_param(c) for c in SHORT])
 def test_fault(world, calls, case):
     call = pick(calls(case.command), case.syscall, case.match, case.which)
-    r = faultlib.run_case(world, faultlib.BY_NAME[case.command], call, case.fault)
+    # More room than the sweep's: a strict xfail must not pass because a
+    # slow machine let the rerun slip into the next second.
+    r = faultlib.run_case(world, faultlib.BY_NAME[case.command], call, case.fault, room=0.9)
     assert r.landed, "the injection did not land on the planned call: " + r.line()
     if r.broken and case.expect and re.search(case.expect, r.line()):
         raise PromiseBroken(r.line())
