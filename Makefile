@@ -10,7 +10,7 @@ RUN_DIR := run
 
 export TIDSTORAGE_PYTHON := $(abspath $(VENV_PY))
 
-.PHONY: all build release run test prereqs test-rust test-python lint check-static venv generate install clean
+.PHONY: all build release run test prereqs test-rust test-python faults check-strace lint check-static venv generate install clean
 
 all: build
 
@@ -62,7 +62,6 @@ test: prereqs venv lint test-rust test-python check-static
 PYTHON2 ?= $(HOME)/.pyenv/versions/2.7.18/bin/python
 prereqs:
 	@command -v readelf >/dev/null || { echo "error: readelf (binutils) is needed by check-static"; exit 1; }
-	@command -v strace >/dev/null || echo "skipped: strace not found (apt-get install strace): the fault-injection cases need it"
 	@if [ ! -x "$(PYTHON2)" ]; then \
 		echo "skipped: no Python 2.7 at $(PYTHON2) (set PYTHON2): the checks against the original Products.TIDStorage are not run"; \
 	fi
@@ -70,13 +69,29 @@ prereqs:
 test-rust: venv
 	$(CARGO) test --all-targets
 
-# The Python client's tests and the end-to-end suite (real ZEO servers, the
-# debug binary). pytest's "no tests collected" (5) is a failure, not a pass.
-test-python: venv
+# The Python client's tests, the end-to-end suite (real ZEO servers, the
+# debug binary) and the short fault-injection suite (strace).
+# pytest's "no tests collected" (5) is a failure, not a pass.
+test-python: venv check-strace
 	$(CARGO) build --quiet
 	TIDSTORAGE_BIN=$(abspath target/debug/tidstorage) $(VENV_PY) -m pytest -q -p no:cacheprovider \
-		clients/python/tests tests/e2e; \
+		clients/python/tests tests/e2e tests/faults; \
 	st=$$?; if [ $$st -eq 5 ]; then echo "error: pytest collected no tests"; exit 1; fi; exit $$st
+
+# The full fault-injection sweep (docs/faults.md): every file-changing
+# system call of cut, backup and restore failed (EIO, ENOSPC) and killed at
+# (SIGKILL), one at a time. Several minutes; niced, the machine is shared.
+# Prints one line per case and writes them to target/faults-report.txt;
+# exits 1 when any promise broke.
+faults: venv check-strace
+	$(CARGO) build --quiet
+	mkdir -p target
+	TIDSTORAGE_BIN=$(abspath target/debug/tidstorage) nice -n 10 $(VENV_PY) tests/faults/sweep.py \
+		--report target/faults-report.txt
+
+check-strace:
+	@command -v strace >/dev/null || { echo "error: strace is missing: apt-get install strace" \
+		"(the fault-injection tests need it)"; exit 1; }
 
 lint:
 	$(CARGO) fmt --check
