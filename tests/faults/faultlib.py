@@ -179,7 +179,7 @@ def snapshot(root):
                 continue
             p = os.path.join(d, f)
             with open(p, "rb") as fh:
-                out[os.path.relpath(p, root)] = fh.read()
+                out[short(root, p)] = fh.read()
     return out
 
 
@@ -269,7 +269,7 @@ class World:
         ok(c, "restore", "--output-dir", "out")
         self.restored = read(c, "out/var/Data.fs")
         assert self.restored == self.cut, "a clean restore differs from a clean cut"
-        self.restored_index = index_content(os.path.join(c, "out/var/Data.fs.index"))
+        self.restored_index = index_content(sp(c, "out/var/Data.fs.index"))
 
     def fresh(self, template, name=None):
         """A new copy of template `T` or `R`."""
@@ -320,13 +320,36 @@ class Daemon:
             pass
 
 
+def sp(site, rel):
+    """The real path of a site-relative name. `restore --output-dir DIR`
+    recreates each configured data_fs's absolute path under DIR, so the
+    suite's short names `out/var/...` (and `done-check/var/...`) stand for
+    `out/<site>/var/...`."""
+    for d in ("out/", "done-check/"):
+        if rel.startswith(d):
+            return os.path.join(site, d, site.lstrip("/"), rel[len(d):])
+    return os.path.join(site, rel)
+
+
+def short(site, p):
+    """The site-relative short name of an absolute path (see `sp`)."""
+    r = os.path.relpath(p, site)
+    for d in ("out/", "done-check/"):
+        long = d + site.lstrip("/") + "/"
+        if r.startswith(long):
+            return d + r[len(long):]
+        if r + "/" == long:
+            return d.rstrip("/")
+    return r
+
+
 def read(site, rel):
-    with open(os.path.join(site, rel), "rb") as f:
+    with open(sp(site, rel), "rb") as f:
         return f.read()
 
 
 def maybe(site, rel):
-    p = os.path.join(site, rel)
+    p = sp(site, rel)
     if not os.path.exists(p):
         return None
     with open(p, "rb") as f:
@@ -334,7 +357,7 @@ def maybe(site, rel):
 
 
 def listdir(site, rel):
-    p = os.path.join(site, rel)
+    p = sp(site, rel)
     return sorted(os.listdir(p)) if os.path.isdir(p) else []
 
 
@@ -342,7 +365,7 @@ def listdir(site, rel):
 
 def check_index_beside(site, rel_data, rel_index, problems, label):
     """An index under its final name must describe the bytes beside it."""
-    p = os.path.join(site, rel_index)
+    p = sp(site, rel_index)
     if not os.path.exists(p):
         return
     data = maybe(site, rel_data)
@@ -602,7 +625,7 @@ class Restore(Command):
             if not any(KEPT_NAME.match(n) and read(site, d + "/" + n) == w.data
                        for n in listdir(site, d)):
                 p.append("the replaced Data.fs is not kept")
-        ix = os.path.join(site, self.target + ".index")
+        ix = sp(site, self.target + ".index")
         if not os.path.exists(ix):
             p.append("no Data.fs.index beside the restored file")
         else:
@@ -611,7 +634,7 @@ class Restore(Command):
                     p.append("Data.fs.index differs from a clean restore's")
             except Exception as e:
                 p.append("Data.fs.index cannot be loaded (%s)" % type(e).__name__)
-        last, _count = zodb_opens(os.path.join(site, self.target))
+        last, _count = zodb_opens(sp(site, self.target))
         if last != w.point:
             p.append("ZODB's last TID is %d, not the point %d" % (last, w.point))
         return p
@@ -645,7 +668,7 @@ def _site_paths(syscall, args, site):
     out = []
     for p in FD_PATH.findall(args):
         if p.startswith(site + "/"):
-            out.append(os.path.relpath(p, site))
+            out.append(short(site, p))
     if syscall in PATH_CALLS:
         # The first quoted strings are paths (statx's struct is not quoted).
         for q in QUOTED.findall(args)[:2]:
@@ -653,9 +676,9 @@ def _site_paths(syscall, args, site):
                 continue
             if q.startswith("/"):
                 if q.startswith(site + "/"):
-                    out.append(os.path.relpath(q, site))
+                    out.append(short(site, q))
             else:
-                out.append(os.path.normpath(q))
+                out.append(short(site, os.path.normpath(os.path.join(site, q))))
     seen = []
     for o in out:
         if o not in seen:
@@ -791,6 +814,13 @@ def run_case(w, command, call, fault, room=0.6):
     os.remove(log)
 
     for promise, detail in command.state(w, site):
+        # A kill between naming a complete backup file and listing it in
+        # the .dat cannot be made atomic (two files): the file is whole and
+        # a valid continuation (repozo -R, which picks by name, restores
+        # right), and the promise is that the next run sets it aside. It is
+        # checked after the rerun below.
+        if fault == "SIGKILL" and "is listed by no .dat" in detail:
+            continue
         r.broken.append((promise, detail))
     if rc == 0:
         for d in command.done(w, site):
