@@ -89,7 +89,7 @@ fuzz:
 		RUSTC_BOOTSTRAP=1 nice -n 10 $(CARGO) fuzz run $$t fuzz/run/corpus/$$t fuzz/corpus/$$t -- \
 			-max_total_time=$(FUZZ_SECONDS) $(FUZZ_FLAGS) > fuzz/run/$$t.log 2>&1 \
 			|| { tail -40 fuzz/run/$$t.log; exit 1; }; \
-		grep -E '^(#[0-9]+ +DONE|stat::)' fuzz/run/$$t.log; \
+		grep -E 'cov: ' fuzz/run/$$t.log | tail -1; grep -E '^(Done |stat::)' fuzz/run/$$t.log; \
 	done
 
 # Man pages and completions from the clap definitions (committed; a test

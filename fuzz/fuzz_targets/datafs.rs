@@ -24,23 +24,30 @@ fn check_cut(fs: &DataFs, t: Tid) {
     let size = fs.size();
     let back = fs.cut_position(t).expect("cut_position only fails on i/o");
     let fwd = fs.cut_forward(t).expect("cut_forward only fails on i/o");
-    assert_eq!(
+    let answer = |c: &tidstorage::datafs::CutPosition| {
         (
-            back.position,
-            back.last_kept_tid,
-            back.valid_end,
-            back.transactions_removed,
-            back.zodb_refuses
-        ),
-        (
-            fwd.position,
-            fwd.last_kept_tid,
-            fwd.valid_end,
-            fwd.transactions_removed,
-            fwd.zodb_refuses
-        ),
-        "the backward walk disagrees with the forward scan for {t:?}: {back:?} vs {fwd:?}"
-    );
+            c.position,
+            c.last_kept_tid,
+            c.valid_end,
+            c.transactions_removed,
+            c.zodb_refuses,
+        )
+    };
+    // The backward walk trusts what lies before the last kept transaction
+    // and its header chain (src/datafs/cut.rs: "Damage before the last
+    // kept transaction is not looked for on the fast path: that is verify's
+    // job"). So the two walks must agree exactly whenever that prefix
+    // verifies; when it does not, they may differ (docs/fuzzing.md,
+    // findings 1 and 2) and `cut --verify` is what reports it.
+    let prefix_verifies = fs.verify_upto(back.position, &mut |_, _| {}).is_ok();
+    if prefix_verifies {
+        assert_eq!(
+            answer(&back),
+            answer(&fwd),
+            "the backward walk disagrees with the forward scan for {t:?} on a prefix \
+             that verifies: {back:?} vs {fwd:?}"
+        );
+    }
     let c = back;
     assert!(
         c.position >= 4 && c.position <= c.valid_end && c.valid_end <= size,
