@@ -42,13 +42,41 @@ impl Splits {
     }
 }
 
-/// A file path private to this fuzzing process, on tmpfs when there is one
-/// (the Data.fs and index readers take paths, not byte slices).
-pub fn scratch(name: &str) -> PathBuf {
+/// The scratch files the targets use, removed when the fuzzer exits.
+const SCRATCH_NAMES: [&str; 2] = ["Data.fs", "Data.fs.index"];
+
+extern "C" {
+    fn atexit(callback: extern "C" fn()) -> i32;
+}
+
+extern "C" fn remove_scratch() {
+    for name in SCRATCH_NAMES {
+        let _ = std::fs::remove_file(scratch_path(name));
+    }
+}
+
+fn scratch_path(name: &str) -> PathBuf {
     let dir = if std::path::Path::new("/dev/shm").is_dir() {
         PathBuf::from("/dev/shm")
     } else {
         std::env::temp_dir()
     };
     dir.join(format!("tidstorage-fuzz-{}-{name}", std::process::id()))
+}
+
+/// A file path private to this fuzzing process, on tmpfs when there is one
+/// (the Data.fs and index readers take paths, not byte slices). `name` is
+/// one of [`SCRATCH_NAMES`]; the files go when libFuzzer exits normally.
+pub fn scratch(name: &str) -> PathBuf {
+    static CLEANUP: std::sync::Once = std::sync::Once::new();
+    assert!(
+        SCRATCH_NAMES.contains(&name),
+        "{name} is not a scratch name"
+    );
+    // SAFETY: registers a plain function with the C library; it only
+    // removes files.
+    CLEANUP.call_once(|| unsafe {
+        atexit(remove_scratch);
+    });
+    scratch_path(name)
 }
