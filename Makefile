@@ -10,7 +10,7 @@ RUN_DIR := run
 
 export TIDSTORAGE_PYTHON := $(abspath $(VENV_PY))
 
-.PHONY: all build release run test prereqs test-rust test-python faults check-strace lint check-static venv generate install clean
+.PHONY: all build release run test prereqs test-rust test-python faults check-strace lint check-static venv generate install clean fuzz
 
 all: build
 
@@ -96,6 +96,27 @@ check-strace:
 lint:
 	$(CARGO) fmt --check
 	$(CARGO) clippy --all-targets --quiet -- -D warnings
+
+# Fuzzing (docs/fuzzing.md), not part of `make test`: each target in turn
+# for FUZZ_SECONDS, under nice, with cargo-fuzz's libFuzzer on the stable
+# toolchain (RUSTC_BOOTSTRAP=1 unlocks the nightly-only sanitizer flags).
+# New inputs go to fuzz/run/corpus/<target> (not committed); the seeds in
+# fuzz/corpus/<target> are only read. A finding stops the run, its input
+# saved under fuzz/artifacts/<target>/.
+FUZZ_SECONDS ?= 60
+FUZZ_TARGETS ?= protocol datafs index statuslog config
+FUZZ_FLAGS ?= -max_len=4096 -print_final_stats=1
+fuzz:
+	@$(CARGO) fuzz --version >/dev/null 2>&1 || $(CARGO) install cargo-fuzz --locked
+	RUSTC_BOOTSTRAP=1 $(CARGO) fuzz build
+	@set -e; for t in $(FUZZ_TARGETS); do \
+		mkdir -p fuzz/run/corpus/$$t; \
+		echo "== fuzz $$t for $(FUZZ_SECONDS) s (log: fuzz/run/$$t.log)"; \
+		RUSTC_BOOTSTRAP=1 nice -n 10 $(CARGO) fuzz run $$t fuzz/run/corpus/$$t fuzz/corpus/$$t -- \
+			-max_total_time=$(FUZZ_SECONDS) $(FUZZ_FLAGS) > fuzz/run/$$t.log 2>&1 \
+			|| { tail -40 fuzz/run/$$t.log; exit 1; }; \
+		grep -E 'cov: ' fuzz/run/$$t.log | tail -1; grep -E '^(Done |stat::)' fuzz/run/$$t.log; \
+	done
 
 # Man pages and completions from the clap definitions (committed; a test
 # fails when they are stale).

@@ -1,6 +1,7 @@
 //! Mutated Data.fs files: every call returns Ok or a typed error, never
 //! panics, and a cut position is never beyond the file nor inside a
-//! transaction that fails verification.
+//! transaction that fails verification. Also keeps the inputs the `datafs`
+//! fuzz target found (docs/fuzzing.md).
 
 use std::path::Path;
 
@@ -182,6 +183,45 @@ fn every_prefix_of_a_fixture_parses_to_ok_or_a_typed_error() {
         let b = fixture(name);
         for len in 0..=b.len() {
             exercise(&b[..len], len as u64 * 7919);
+        }
+    }
+}
+
+/// Found by `fuzz/fuzz_targets/datafs.rs` (docs/fuzzing.md, findings 1 and
+/// 2): damage the backward fast path of `cut_position` does not look for,
+/// because it lies before the last kept transaction. Whatever the fast
+/// path answers, when it differs from the exact forward scan, verifying
+/// the part it keeps must fail, so that `cut --verify` says so.
+#[test]
+fn fast_path_divergences_found_by_fuzzing_are_caught_by_verify() {
+    let small = fixture("small.fs");
+    // (offset, byte) changes to small.fs, and the TID cut at.
+    let cases: [(&[(usize, u8)], Tid); 2] = [
+        // A data record of the transaction at 166 names the wrong
+        // transaction (tloc), and the last transaction has status 'c'.
+        (&[(217, 10), (937, b'c')], Tid::MAX),
+        // The transaction at 324 has a TID above all the later ones; cut
+        // just below it, ZODB's `stop` read ends at 324.
+        (&[(327, 0x22)], Tid(0x040d_2b22_4d51_2f43)),
+    ];
+    for (changes, tid) in cases {
+        let mut b = small.clone();
+        for &(at, byte) in changes {
+            b[at] = byte;
+        }
+        exercise(&b, tid.0);
+        let dir = tempfile::tempdir().unwrap();
+        let path = dir.path().join("Data.fs");
+        std::fs::write(&path, &b).unwrap();
+        let fs = DataFs::open(&path).unwrap();
+        let fast = fs.cut_position(tid).unwrap();
+        let exact = fs.cut_forward(tid).unwrap();
+        if (fast.position, fast.last_kept_tid) != (exact.position, exact.last_kept_tid) {
+            assert!(
+                fs.verify_upto(fast.position, &mut |_, _| {}).is_err(),
+                "{changes:?}: the fast path kept {fast:?}, the forward scan {exact:?}, \
+                 and verify does not see why"
+            );
         }
     }
 }
