@@ -194,25 +194,31 @@ impl DataFs {
         })
     }
 
-    /// [`DataFs::coherent_cut`], also exact when a transaction before the
-    /// cut has the checkpoint status `c` (voted, never finished): ZODB's
-    /// open stops there, so the valid prefix ends there, however much
-    /// follows. ZODB never writes such a file itself (a writable open
-    /// truncates at the `c`), so the fast path does not look; this walks
-    /// every transaction header of the kept part (23 bytes each:
-    /// O(transactions), not O(bytes)) and falls back to the forward scan
-    /// when it finds one. For `cut` and `restore`, which change files.
+    /// [`DataFs::coherent_cut`], also exact when a transaction header
+    /// before the cut is wrong: the checkpoint status `c` (voted, never
+    /// finished: ZODB's open stops there, however much follows), a tid
+    /// that does not increase or is above `tid`. ZODB never writes such a
+    /// file itself (a writable open truncates at the `c`), so the fast path
+    /// does not look; this walks every transaction header of the kept part
+    /// (23 bytes each: O(transactions), not O(bytes)) and falls back to the
+    /// forward scan when one is wrong. For `cut` and `restore`, which change
+    /// files. Damage inside the data records of the kept part is found by
+    /// `cut --verify` ([`DataFs::verify_upto`]).
     pub fn coherent_cut_checked(&self, tid: Tid) -> Result<CoherentCut, Error> {
         let cc = self.coherent_cut(tid)?;
-        if cc.cut.walk == Walk::Forward || !self.checkpoint_before(cc.cut.position)? {
+        if cc.cut.walk == Walk::Forward || !self.headers_disagree(cc.cut.position, tid)? {
             return Ok(cc);
         }
         self.explain(self.cut_forward(tid)?, tid)
     }
 
-    /// True when a transaction starting before `end` has status `c`.
-    fn checkpoint_before(&self, end: u64) -> Result<bool, Error> {
+    /// True when the headers of the transactions before `end` say the fast
+    /// path may be wrong: a `c` status, a tid that does not increase, or
+    /// one above `tid` (a damaged file whose backward walk kept too much;
+    /// found by fuzzing). Damage inside data records is `verify`'s job.
+    fn headers_disagree(&self, end: u64, tid: Tid) -> Result<bool, Error> {
         let mut pos = FIRST_TXN;
+        let mut previous: Option<Tid> = None;
         while pos < end {
             let h = match self.read_txn_header(pos) {
                 Ok(h) => h,
@@ -220,9 +226,11 @@ impl DataFs {
                 Err(e) if e.is_damage() => return Ok(true),
                 Err(e) => return Err(e),
             };
-            if h.status == STATUS_CHECKPOINT {
+            if h.status == STATUS_CHECKPOINT || h.tid > tid || previous.is_some_and(|p| h.tid <= p)
+            {
                 return Ok(true);
             }
+            previous = Some(h.tid);
             pos = h.end();
         }
         Ok(false)
