@@ -6,16 +6,22 @@
 //!
 //! It must not decide anything about coherency (the engine does), parse
 //! frames (the codec does) or format records (the status log does).
+//!
+//! This file keeps start-up and the loop. Around it: `listener` (bind,
+//! socket options, fd limit), `conn` (one protocol connection), `notices`
+//! (the log rate limit of engine notices), `signals`, `logfile` and
+//! `process` (pidfile, detach, privileges).
 
 mod conn;
+mod listener;
 mod logfile;
+mod notices;
 mod process;
 mod signals;
 
 use std::collections::BTreeMap;
 use std::io;
-use std::net::{SocketAddr, TcpListener as StdListener, ToSocketAddrs};
-use std::os::unix::io::FromRawFd;
+use std::net::{SocketAddr, TcpListener as StdListener};
 use std::time::{Duration, Instant, SystemTime, UNIX_EPOCH};
 
 use mio::net::TcpListener;
@@ -23,7 +29,7 @@ use mio::{Events, Interest, Poll, Token};
 
 use crate::bootstrap::Triggers;
 use crate::config::Config;
-use crate::engine::{BootstrapState, Engine, EngineConfig, Level, Notice, NoticeKind, Now};
+use crate::engine::{BootstrapState, Engine, EngineConfig, NoticeKind, Now};
 use crate::error::{CliError, Result};
 use crate::protocol::{self, Command, Limits};
 use crate::statuslog::{self, RecordKind, ReplayOptions, Schedule, StatusWriter};
@@ -42,109 +48,6 @@ const READ_BUDGET: usize = 64 * 1024;
 const READ_CHUNK: usize = 16 * 1024;
 /// Connections accepted per listener event before others get a turn.
 const ACCEPT_BUDGET: usize = 4096;
-/// The listen(2) backlog (the kernel clamps it to net.core.somaxconn).
-const BACKLOG: i32 = 4096;
-
-/// Binds with SO_REUSEADDR and a large backlog (std's is 128, too small for
-/// a thousand Zope threads reconnecting at once).
-fn bind(addr: SocketAddr) -> io::Result<StdListener> {
-    let domain = if addr.is_ipv4() {
-        libc::AF_INET
-    } else {
-        libc::AF_INET6
-    };
-    // SAFETY: plain socket syscalls; the fd is owned by the listener on
-    // success and closed on every error path.
-    unsafe {
-        let fd = libc::socket(domain, libc::SOCK_STREAM | libc::SOCK_CLOEXEC, 0);
-        if fd < 0 {
-            return Err(io::Error::last_os_error());
-        }
-        let listener = StdListener::from_raw_fd(fd);
-        let one: libc::c_int = 1;
-        if libc::setsockopt(
-            fd,
-            libc::SOL_SOCKET,
-            libc::SO_REUSEADDR,
-            &one as *const _ as *const libc::c_void,
-            std::mem::size_of::<libc::c_int>() as libc::socklen_t,
-        ) != 0
-        {
-            return Err(io::Error::last_os_error());
-        }
-        let (storage, len) = sockaddr(&addr);
-        if libc::bind(fd, &storage as *const _ as *const libc::sockaddr, len) != 0 {
-            return Err(io::Error::last_os_error());
-        }
-        if libc::listen(fd, BACKLOG) != 0 {
-            return Err(io::Error::last_os_error());
-        }
-        listener.set_nonblocking(true)?;
-        Ok(listener)
-    }
-}
-
-fn sockaddr(addr: &SocketAddr) -> (libc::sockaddr_storage, libc::socklen_t) {
-    // SAFETY: sockaddr_storage is plain data; zeroed is a valid value.
-    let mut storage: libc::sockaddr_storage = unsafe { std::mem::zeroed() };
-    let len = match addr {
-        SocketAddr::V4(a) => {
-            let sin = libc::sockaddr_in {
-                sin_family: libc::AF_INET as libc::sa_family_t,
-                sin_port: a.port().to_be(),
-                sin_addr: libc::in_addr {
-                    s_addr: u32::from(*a.ip()).to_be(),
-                },
-                sin_zero: [0; 8],
-            };
-            // SAFETY: sockaddr_in fits in sockaddr_storage.
-            unsafe { std::ptr::write(&mut storage as *mut _ as *mut libc::sockaddr_in, sin) };
-            std::mem::size_of::<libc::sockaddr_in>()
-        }
-        SocketAddr::V6(a) => {
-            let sin6 = libc::sockaddr_in6 {
-                sin6_family: libc::AF_INET6 as libc::sa_family_t,
-                sin6_port: a.port().to_be(),
-                sin6_flowinfo: a.flowinfo(),
-                sin6_addr: libc::in6_addr {
-                    s6_addr: a.ip().octets(),
-                },
-                sin6_scope_id: a.scope_id(),
-            };
-            // SAFETY: sockaddr_in6 fits in sockaddr_storage.
-            unsafe { std::ptr::write(&mut storage as *mut _ as *mut libc::sockaddr_in6, sin6) };
-            std::mem::size_of::<libc::sockaddr_in6>()
-        }
-    };
-    (storage, len as libc::socklen_t)
-}
-
-/// Raises the soft open-files limit to the hard one: each client is a
-/// descriptor, and the default soft limit (often 1024) is below the
-/// default `max_connections`.
-fn raise_fd_limit(max_connections: usize) {
-    // SAFETY: getrlimit/setrlimit with a valid struct.
-    unsafe {
-        let mut rl: libc::rlimit = std::mem::zeroed();
-        if libc::getrlimit(libc::RLIMIT_NOFILE, &mut rl) != 0 {
-            return;
-        }
-        if rl.rlim_cur < rl.rlim_max {
-            rl.rlim_cur = rl.rlim_max;
-            let _ = libc::setrlimit(libc::RLIMIT_NOFILE, &rl);
-            let _ = libc::getrlimit(libc::RLIMIT_NOFILE, &mut rl);
-        }
-        // A few descriptors go to the listener, the log, the status file.
-        if (rl.rlim_cur as usize) < max_connections + 32 {
-            log::warn!(
-                "open-files limit {} is below max_connections {} (+ a few): clients beyond it \
-                 are refused at accept; raise `ulimit -n` (LimitNOFILE= under systemd)",
-                rl.rlim_cur,
-                max_connections
-            );
-        }
-    }
-}
 
 /// Runs the daemon until SIGTERM/SIGINT. Errors before the loop starts
 /// (bad address, unreadable status file, pidfile held) are returned.
@@ -194,19 +97,12 @@ pub fn serve(cfg: Config, detach: bool, level: log::LevelFilter) -> Result<()> {
         );
     }
 
-    let addr = (sc.address.as_str(), sc.port)
-        .to_socket_addrs()
-        .map_err(|e| CliError::usage(format!("cannot resolve listen address {}: {e}", sc.address)))?
-        .next()
-        .ok_or_else(|| CliError::usage(format!("listen address {} has no address", sc.address)))?;
-    let std_listener = bind(addr).map_err(|e| {
-        CliError::runtime(format!(
+    let (std_listener, local) = listener::open(&sc.address, sc.port).map_err(|e| match e {
+        listener::ListenError::Resolve(m) => CliError::usage(m),
+        listener::ListenError::Bind(addr, e) => CliError::runtime(format!(
             "cannot listen on {addr}: {e}; is another daemon running there? choose another --port"
-        ))
+        )),
     })?;
-    let local = std_listener
-        .local_addr()
-        .map_err(|e| CliError::runtime(e.to_string()))?;
 
     let mut pidfile = match &sc.pidfile {
         Some(p) => Some(process::PidFile::lock(p).map_err(CliError::runtime)?),
@@ -232,7 +128,7 @@ pub fn serve(cfg: Config, detach: bool, level: log::LevelFilter) -> Result<()> {
         ))
     })?;
 
-    raise_fd_limit(sc.max_connections);
+    listener::raise_fd_limit(sc.max_connections);
     // A file-size limit (ulimit -f) must fail the write with EFBIG, which
     // is logged and retried, not kill the daemon with SIGXFSZ.
     // SAFETY: setting a signal disposition to SIG_IGN has no preconditions.
@@ -256,78 +152,6 @@ pub fn serve(cfg: Config, detach: bool, level: log::LevelFilter) -> Result<()> {
     let r = d.run();
     drop(pidfile);
     r.map_err(|e| CliError::runtime(format!("event loop failed: {e}")))
-}
-
-/// Notices of one kind logged per window before the rest are only counted
-/// (a broken client can cause one per event: hundreds of thousands a
-/// second would fill the disk). Counters in INFO still count every one.
-const NOTICES_PER_WINDOW: u32 = 20;
-const NOTICE_WINDOW: Duration = Duration::from_secs(10);
-
-/// Rate limit of engine notices in the log, per kind. Over the budget a
-/// kind is muted in the engine (counted there, not even formatted) until
-/// the window ends.
-struct NoticeLimiter {
-    window_start: Duration,
-    /// (kind, logged in this window, suppressed in this window)
-    seen: Vec<(NoticeKind, u32, u64)>,
-}
-
-impl NoticeLimiter {
-    fn new() -> NoticeLimiter {
-        NoticeLimiter {
-            window_start: Duration::ZERO,
-            seen: Vec::new(),
-        }
-    }
-
-    fn entry(&mut self, kind: NoticeKind) -> &mut (NoticeKind, u32, u64) {
-        let i = match self.seen.iter().position(|(k, _, _)| *k == kind) {
-            Some(i) => i,
-            None => {
-                self.seen.push((kind, 0, 0));
-                self.seen.len() - 1
-            }
-        };
-        &mut self.seen[i]
-    }
-
-    /// Logs `n` unless its kind is over the limit; then mutes the kind.
-    fn log(&mut self, engine: &mut Engine, n: Notice) {
-        let entry = self.entry(n.kind);
-        if entry.1 >= NOTICES_PER_WINDOW {
-            entry.2 += 1;
-            engine.mute(n.kind);
-            return;
-        }
-        entry.1 += 1;
-        match n.level {
-            Level::Critical => log::error!("CRITICAL: {}", n.message),
-            Level::Error => log::error!("{}", n.message),
-            Level::Warn => log::warn!("{}", n.message),
-            Level::Info => log::info!("{}", n.message),
-        }
-    }
-
-    /// At the end of a window (or of the daemon): says how many were left
-    /// out, unmutes, and starts a new window.
-    fn roll(&mut self, engine: &mut Engine, now: Duration) {
-        for (kind, skipped) in engine.take_muted() {
-            self.entry(kind).2 += skipped;
-        }
-        for (kind, _, suppressed) in &self.seen {
-            if *suppressed > 0 {
-                let kind = serde_json::to_string(kind).unwrap_or_default();
-                log::warn!(
-                    "{suppressed} more {kind} notice(s) in the last {}s were not logged \
-                     (more than {NOTICES_PER_WINDOW} per window); INFO counts them all",
-                    NOTICE_WINDOW.as_secs()
-                );
-            }
-        }
-        self.seen.clear();
-        self.window_start = now;
-    }
 }
 
 struct Daemon {
@@ -356,10 +180,9 @@ struct Daemon {
     status_active: bool,
     /// After a failed interval fsync, when to try again (no busy loop).
     sync_retry_at: Duration,
-    notices: NoticeLimiter,
+    notices: notices::NoticeLimiter,
     sink: logfile::LogSink,
     triggers: Triggers,
-    bootstrap_seen: BootstrapState,
     next_bootstrap_retry: Option<Duration>,
     started: Instant,
     local: SocketAddr,
@@ -413,10 +236,9 @@ impl Daemon {
             dump_cache: None,
             status_active: false,
             sync_retry_at: Duration::ZERO,
-            notices: NoticeLimiter::new(),
+            notices: notices::NoticeLimiter::new(),
             sink,
             triggers,
-            bootstrap_seen: BootstrapState::NotStarted,
             next_bootstrap_retry: None,
             started: Instant::now(),
             local,
@@ -678,13 +500,31 @@ impl Daemon {
         }
     }
 
-    /// Engine notices to the log, within the per-kind budget; at the end
-    /// of a window (or with `final_roll`), the count of those left out.
+    /// Engine notices: bootstrap progress acted on, then every notice to the
+    /// log within the per-kind budget; at the end of a window (or with
+    /// `final_roll`), the count of those left out. The engine's notices are
+    /// the one record of bootstrap changes: the loop keeps no copy of its
+    /// state, so each change is logged once, by the engine's line.
     fn log_notices(&mut self, now: Now, final_roll: bool) {
         for n in self.engine.drain_notices() {
+            match n.kind {
+                NoticeKind::BootstrapStarted => {
+                    let missing = self.engine.bootstrap_missing();
+                    if !missing.is_empty() {
+                        self.triggers.fire(&missing);
+                        self.next_bootstrap_retry = Some(now.mono + self.triggers.retry());
+                    }
+                }
+                NoticeKind::BootstrapComplete => {
+                    self.next_bootstrap_retry = None;
+                    self.status_active = true;
+                    self.schedule.on_opened(now.mono);
+                }
+                _ => {}
+            }
             self.notices.log(&mut self.engine, n);
         }
-        if final_roll || now.mono >= self.notices.window_start + NOTICE_WINDOW {
+        if final_roll || self.notices.window_over(now.mono) {
             self.notices.roll(&mut self.engine, now.mono);
         }
     }
@@ -731,7 +571,7 @@ impl Daemon {
         }
         self.log_notices(now, false);
         self.collect_changes(now);
-        self.bootstrap(now);
+        self.bootstrap_retry(now);
         self.triggers.reap();
         if self.status_active {
             if let Some(kind) = self.schedule.due(now.mono) {
@@ -751,30 +591,11 @@ impl Daemon {
         }
     }
 
-    fn bootstrap(&mut self, now: Now) {
-        let state = self.engine.bootstrap_state();
-        if state != self.bootstrap_seen {
-            match state {
-                BootstrapState::InProgress => {
-                    let missing = self.engine.bootstrap_missing();
-                    log::info!(
-                        "bootstrap started: waiting for a commit on {} storage(s): {}",
-                        missing.len(),
-                        missing.join(", ")
-                    );
-                    self.triggers.fire(&missing);
-                    self.next_bootstrap_retry = Some(now.mono + self.triggers.retry());
-                }
-                BootstrapState::Complete => {
-                    log::info!("bootstrap complete: publishing coherency points");
-                    self.next_bootstrap_retry = None;
-                    self.status_active = true;
-                    self.schedule.on_opened(now.mono);
-                }
-                BootstrapState::NotStarted => {}
-            }
-            self.bootstrap_seen = state;
-        } else if state == BootstrapState::InProgress
+    /// Re-fires the triggers of storages still missing every
+    /// `bootstrap.retry` (the first firing follows the engine's
+    /// bootstrap-started notice, in `log_notices`).
+    fn bootstrap_retry(&mut self, now: Now) {
+        if self.engine.bootstrap_state() == BootstrapState::InProgress
             && self.next_bootstrap_retry.is_some_and(|d| d <= now.mono)
         {
             let missing = self.engine.bootstrap_missing();
