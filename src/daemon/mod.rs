@@ -8,13 +8,15 @@
 //! frames (the codec does) or format records (the status log does).
 //!
 //! This file keeps start-up and the loop. Around it: `listener` (bind,
-//! socket options, fd limit), `conn` (one protocol connection), `notices`
+//! socket options, fd limit), `conn` (one protocol connection), `metrics`
+//! (the metrics port's listener and HTTP connections), `notices`
 //! (the log rate limit of engine notices), `signals`, `logfile` and
 //! `process` (pidfile, detach, privileges).
 
 mod conn;
 mod listener;
 mod logfile;
+mod metrics;
 mod notices;
 mod process;
 mod signals;
@@ -29,9 +31,10 @@ use mio::{Events, Interest, Poll, Token};
 
 use crate::bootstrap::Triggers;
 use crate::config::Config;
+use crate::engine::InFlightInfo;
 use crate::engine::{BootstrapState, Engine, EngineConfig, NoticeKind, Now};
 use crate::error::{CliError, Result};
-use crate::protocol::{self, Command, Limits};
+use crate::protocol::{self, answers, Command, Limits};
 use crate::statuslog::{self, RecordKind, ReplayOptions, Schedule, StatusWriter};
 use crate::tid::Tid;
 
@@ -39,6 +42,7 @@ use conn::{Conn, ReadOutcome};
 
 const LISTENER: Token = Token(0);
 const SIGNALS: Token = Token(1);
+const METRICS: Token = Token(2);
 /// Connection tokens start here; slot i of the slab is Token(FIRST_CONN + i).
 const FIRST_CONN: usize = 16;
 /// Bytes read from one connection per turn before others get theirs: small
@@ -103,6 +107,27 @@ pub fn serve(cfg: Config, detach: bool, level: log::LevelFilter) -> Result<()> {
             "cannot listen on {addr}: {e}; is another daemon running there? choose another --port"
         )),
     })?;
+    let metrics_listener = match &sc.metrics_address {
+        None => None,
+        Some(a) => {
+            let bad = || {
+                CliError::usage(format!(
+                    "metrics address {a:?} is not HOST:PORT; write e.g. 127.0.0.1:9002 \
+                     ([server] metrics_address or --metrics-address)"
+                ))
+            };
+            let (host, port) = a.rsplit_once(':').ok_or_else(bad)?;
+            let port: u16 = port.parse().map_err(|_| bad())?;
+            let host = host.trim_start_matches('[').trim_end_matches(']');
+            Some(listener::open(host, port).map_err(|e| match e {
+                listener::ListenError::Resolve(m) => CliError::usage(m),
+                listener::ListenError::Bind(addr, e) => CliError::runtime(format!(
+                    "cannot listen for metrics on {addr}: {e}; is something else there? \
+                     choose another --metrics-address"
+                )),
+            })?)
+        }
+    };
 
     let mut pidfile = match &sc.pidfile {
         Some(p) => Some(process::PidFile::lock(p).map_err(CliError::runtime)?),
@@ -135,6 +160,13 @@ pub fn serve(cfg: Config, detach: bool, level: log::LevelFilter) -> Result<()> {
     unsafe { libc::signal(libc::SIGXFSZ, libc::SIG_IGN) };
     let mut d = Daemon::new(cfg, writer, sink, std_listener, local, &replay.point)
         .map_err(|e| CliError::runtime(format!("cannot set up the event loop: {e}")))?;
+    d.triggers.check().map_err(CliError::usage)?;
+    if let Some((l, addr)) = metrics_listener {
+        let mut m = metrics::MetricsServer::new(l, addr);
+        m.register(d.poll.registry(), METRICS)
+            .map_err(|e| CliError::runtime(format!("cannot set up the event loop: {e}")))?;
+        d.metrics = Some(m);
+    }
     log::info!(
         "tidstorage {} serving; status file {} ({} record(s) replayed, {} storage(s) in the last point); pid {}",
         env!("CARGO_PKG_VERSION"),
@@ -143,9 +175,16 @@ pub fn serve(cfg: Config, detach: bool, level: log::LevelFilter) -> Result<()> {
         replay.point.len(),
         std::process::id()
     );
+    // Before "listening on": whoever waits for that line finds this one.
+    if let Some(m) = &d.metrics {
+        log::info!("metrics on http://{}/metrics", m.local);
+    }
     log::info!("listening on {local}");
     if sc.log_file.is_some() && !detach {
         // The log goes to a file: say it where whoever started us looks.
+        if let Some(m) = &d.metrics {
+            println!("metrics on http://{}/metrics", m.local);
+        }
         println!("listening on {local}");
         let _ = std::io::Write::flush(&mut std::io::stdout());
     }
@@ -186,6 +225,12 @@ struct Daemon {
     next_bootstrap_retry: Option<Duration>,
     started: Instant,
     local: SocketAddr,
+    metrics: Option<metrics::MetricsServer>,
+    /// Status-file writes and fsyncs that failed (a metric).
+    status_write_errors: u64,
+    last_record_unix: Option<f64>,
+    /// Ids resolved by the operator and not yet named in a record.
+    pending_resolved: Vec<String>,
 }
 
 impl Daemon {
@@ -242,6 +287,10 @@ impl Daemon {
             next_bootstrap_retry: None,
             started: Instant::now(),
             local,
+            metrics: None,
+            status_write_errors: 0,
+            last_record_unix: None,
+            pending_resolved: Vec::new(),
             cfg,
         })
     }
@@ -273,9 +322,14 @@ impl Daemon {
             if self.accept_again {
                 self.accept();
             }
+            if self.metrics.as_ref().is_some_and(|m| m.accept_again) {
+                self.metrics_accept();
+            }
             for ev in events.iter() {
                 match ev.token() {
                     LISTENER => self.accept(),
+                    METRICS => self.metrics_accept(),
+                    t if metrics::MetricsServer::owns(t) => self.metrics_ready(t),
                     SIGNALS => {
                         let p = self.signals.drain();
                         if p.reopen {
@@ -304,7 +358,10 @@ impl Daemon {
 
     /// The poll timeout: the earliest deadline of every timer.
     fn timeout(&self) -> Option<Duration> {
-        if !self.again.is_empty() || self.accept_again {
+        if !self.again.is_empty()
+            || self.accept_again
+            || self.metrics.as_ref().is_some_and(|m| m.accept_again)
+        {
             return Some(Duration::ZERO);
         }
         let now = self.started.elapsed();
@@ -319,6 +376,7 @@ impl Daemon {
                 .max(self.sync_retry_at)
         }));
         deadlines.extend(self.next_bootstrap_retry);
+        deadlines.extend(self.metrics.as_ref().and_then(|m| m.next_deadline()));
         let mut t = deadlines.into_iter().min().map(|d| d.saturating_sub(now));
         if self.triggers.busy() {
             let reap = Duration::from_millis(200);
@@ -452,7 +510,9 @@ impl Daemon {
                 }
             };
             match cmd {
-                Command::Begin { txn, storages } => self.engine.begin(now, &txn, &storages),
+                Command::Begin { txn, storages } => {
+                    self.engine.begin_from(now, &txn, &storages, Some(c.peer))
+                }
                 Command::Commit { txn, tids } => {
                     self.engine.commit(now, &txn, &tids);
                     self.collect_changes(now);
@@ -491,6 +551,25 @@ impl Daemon {
                         return false;
                     }
                 }
+                Command::InFlight => {
+                    let answer = answers::InFlightAnswer {
+                        transactions: self
+                            .engine
+                            .in_flight(now)
+                            .into_iter()
+                            .map(wire_transaction)
+                            .collect(),
+                    };
+                    if !self.answer_json(c, &answer) {
+                        return false;
+                    }
+                }
+                Command::Resolve { txn } => {
+                    let answer = self.resolve(now, txn, c.peer);
+                    if !self.answer_json(c, &answer) {
+                        return false;
+                    }
+                }
                 Command::Quit => {
                     c.closing = true;
                     return true;
@@ -498,6 +577,82 @@ impl Daemon {
                 Command::Unknown(w) => log::debug!("{}: unknown command {w:?} ignored", c.peer),
             }
         }
+    }
+
+    /// Queues one JSON answer (INFLIGHT, RESOLVE); false = close `c`.
+    fn answer_json(&self, c: &mut Conn, v: &impl serde::Serialize) -> bool {
+        // Serializing plain data to a String cannot fail.
+        let json = serde_json::to_string(v).unwrap_or_default();
+        match protocol::encode_info(&mut c.out, &json) {
+            Ok(()) => true,
+            Err(e) => {
+                log::error!("{}: cannot answer: {e}", c.peer);
+                false
+            }
+        }
+    }
+
+    /// RESOLVE: the engine stops waiting for `txn` and recomputes; the
+    /// resolution goes into the status file at once (an `f` record naming
+    /// it), so a restart starts from the point it allowed.
+    fn resolve(&mut self, now: Now, txn: String, peer: SocketAddr) -> answers::ResolveAnswer {
+        let r = self.engine.resolve(now, &txn);
+        self.collect_changes(now);
+        let mut recorded = None;
+        if r.resolved.is_empty() {
+            log::info!(
+                "{peer}: resolve {txn:?} refused: {}",
+                r.refused.as_deref().unwrap_or("")
+            );
+        } else {
+            self.pending_resolved.push(txn.clone());
+            recorded = Some(if !self.status_active {
+                "with the first record after bootstrap".to_string()
+            } else if self.engine.published().is_empty() {
+                "with the first record (nothing is published yet)".to_string()
+            } else {
+                self.write_record(RecordKind::Full, now);
+                if self.pending_resolved.is_empty() {
+                    "status file".to_string()
+                } else {
+                    "with the next record (this write failed; see the log)".to_string()
+                }
+            });
+        }
+        answers::ResolveAnswer {
+            id: txn,
+            resolved: r.resolved.into_iter().map(wire_transaction).collect(),
+            refused: r.refused,
+            recorded,
+        }
+    }
+
+    fn metrics_accept(&mut self) {
+        let now = self.started.elapsed();
+        if let Some(m) = self.metrics.as_mut() {
+            m.accept(self.poll.registry(), &self.cfg.server.allow, now);
+        }
+    }
+
+    fn metrics_ready(&mut self, token: Token) {
+        let now = self.now();
+        let Some(m) = self.metrics.as_mut() else {
+            return;
+        };
+        let engine = &self.engine;
+        let daemon = crate::metrics::DaemonCounters {
+            connections: self.live,
+            status_write_errors: self.status_write_errors,
+            last_record_unix: self.last_record_unix,
+            uptime_seconds: now.mono.as_secs_f64(),
+        };
+        m.ready(self.poll.registry(), token, &mut self.scratch, || {
+            crate::metrics::render(&crate::metrics::Snapshot {
+                engine,
+                now,
+                daemon,
+            })
+        });
     }
 
     /// Engine notices: bootstrap progress acted on, then every notice to the
@@ -572,6 +727,9 @@ impl Daemon {
         self.log_notices(now, false);
         self.collect_changes(now);
         self.bootstrap_retry(now);
+        if let Some(m) = self.metrics.as_mut() {
+            m.expire(self.poll.registry(), now.mono);
+        }
         self.triggers.reap();
         if self.status_active {
             if let Some(kind) = self.schedule.due(now.mono) {
@@ -585,6 +743,7 @@ impl Daemon {
                 .is_some_and(|t| t <= Instant::now())
         {
             if let Err(e) = self.writer.sync() {
+                self.status_write_errors += 1;
                 log::error!("{e}; retrying in a second");
                 self.sync_retry_at = now.mono + Duration::from_secs(1);
             }
@@ -624,16 +783,22 @@ impl Daemon {
             self.schedule.point_empty();
             return;
         }
-        match self.writer.write(kind, &entries, now.unix) {
+        match self
+            .writer
+            .write_noted(kind, &entries, now.unix, &self.pending_resolved)
+        {
             Ok(_) => {
                 self.schedule.written(kind, now.mono);
                 self.delta.clear();
+                self.pending_resolved.clear();
+                self.last_record_unix = Some(now.unix);
             }
             Err(e) => {
                 log::error!(
                     "cannot write to the status file {}: {e}; still serving, retrying at the next period",
                     self.cfg.server.status_file.display()
                 );
+                self.status_write_errors += 1;
                 self.schedule.failed(now.mono);
             }
         }
@@ -677,5 +842,25 @@ impl Daemon {
             self.live,
             self.engine.in_flight_count()
         );
+    }
+}
+
+/// An engine in-flight entry as the INFLIGHT and RESOLVE answers carry it.
+fn wire_transaction(t: InFlightInfo) -> answers::InFlightTransaction {
+    answers::InFlightTransaction {
+        state: if t.orphan {
+            answers::TxnState::Orphan
+        } else {
+            answers::TxnState::InFlight
+        },
+        blocking: !t.holds_back.is_empty(),
+        id: t.id,
+        age_seconds: t.age_seconds,
+        storages: t.storages,
+        holds_back: t.holds_back,
+        blocking_seconds: t.blocking_seconds,
+        stale: t.stale,
+        client: t.client.map(|c| c.to_string()),
+        blocked_because: t.blocked_because,
     }
 }

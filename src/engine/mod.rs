@@ -1116,6 +1116,11 @@ impl Engine {
         &self.outcomes
     }
 
+    /// In-flight transactions already reported stale.
+    pub fn stale_count(&self) -> usize {
+        self.txns.iter().flatten().filter(|t| t.stale).count()
+    }
+
     /// Orphans only (in-flight transactions no message can end by id).
     pub fn orphan_count(&self) -> usize {
         self.orphan_slots.len()
