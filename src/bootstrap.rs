@@ -276,7 +276,8 @@ fn http_get(agent: &ureq::Agent, url: &str) -> Result<String, String> {
     let resp = agent.get(url).call().map_err(|e| format!("{url}: {e}"))?;
     let status = resp.status();
     let line = format!(
-        "{} {}",
+        "{:?} {} {}",
+        resp.version(),
         status.as_u16(),
         status.canonical_reason().unwrap_or("")
     )
