@@ -5,7 +5,8 @@
 //! `exposition` writes the 0.0.4 text format.
 //!
 //! The metric names are an interface (dashboards and alerts use them):
-//! add, never rename. Each is described in docs/metrics.md.
+//! add, never rename. Each is described in the README ("Metrics"), with an
+//! alerting example.
 
 pub mod exposition;
 pub mod request;
