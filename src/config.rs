@@ -680,4 +680,18 @@ mountpoint = "erp5_root"
         assert!(parse_duration("-3").is_err());
         assert!(parse_duration("soon").is_err());
     }
+
+    #[test]
+    fn https_bootstrap_url_ca_file_and_metrics_address() {
+        let c = parse(
+            "[server]\nmetrics_address = \"127.0.0.1:9002\"\n\
+             [bootstrap]\nurl = \"https://z/touch\"\nca_file = \"ca.pem\"\n",
+        )
+        .unwrap();
+        assert_eq!(c.server.metrics_address.as_deref(), Some("127.0.0.1:9002"));
+        assert_eq!(c.bootstrap.url.as_deref(), Some("https://z/touch"));
+        assert_eq!(c.bootstrap.ca_file, Some(PathBuf::from("/etc/ca.pem")));
+        let e = parse("[bootstrap]\nurl = \"ftp://z/touch\"\n").unwrap_err();
+        assert!(e.message.contains("http:// or https://"), "{}", e.message);
+    }
 }

@@ -31,8 +31,7 @@ use mio::{Events, Interest, Poll, Token};
 
 use crate::bootstrap::Triggers;
 use crate::config::Config;
-use crate::engine::InFlightInfo;
-use crate::engine::{BootstrapState, Engine, EngineConfig, NoticeKind, Now};
+use crate::engine::{BootstrapState, Engine, EngineConfig, InFlightInfo, NoticeKind, Now};
 use crate::error::{CliError, Result};
 use crate::protocol::{self, answers, Command, Limits};
 use crate::statuslog::{self, RecordKind, ReplayOptions, Schedule, StatusWriter};
