@@ -26,7 +26,7 @@ pub const REQUEST_TIMEOUT: Duration = Duration::from_secs(5);
 const ACCEPT_BUDGET: usize = 256;
 /// Connection slot i is Token(FIRST_TOKEN + i): far above the protocol
 /// connections' tokens, whatever their number.
-pub const FIRST_TOKEN: usize = 1 << 40;
+pub const FIRST_TOKEN: usize = usize::MAX / 2;
 
 struct HttpConn {
     sock: TcpStream,
