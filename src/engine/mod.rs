@@ -1148,6 +1148,10 @@ impl Engine {
     /// Blocking entries no message can end except `resolve` (a restart
     /// clears them too).
     pub fn orphans(&self, now: Now) -> Vec<InFlightInfo> {
+        // The holds walk covers every storage: only when there is an orphan.
+        if self.orphan_slots.is_empty() {
+            return Vec::new();
+        }
         let holds = self.holds();
         self.orphan_slots
             .iter()
@@ -1158,6 +1162,9 @@ impl Engine {
 
     /// In-flight transactions already reported stale, oldest first.
     pub fn stale(&self, now: Now) -> Vec<InFlightInfo> {
+        if self.stale_count() == 0 {
+            return Vec::new();
+        }
         let holds = self.holds();
         self.by_age
             .iter()
