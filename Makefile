@@ -134,7 +134,8 @@ install: release
 		$(DESTDIR)$(PREFIX)/share/fish/vendor_completions.d
 	install -m 755 $(STATIC_BIN) $(DESTDIR)$(PREFIX)/bin/tidstorage
 	for n in tidstoraged tidstorage-serve tidstorage-dump tidstorage-bootstrap-status \
-		tidstorage-cut tidstorage-backup tidstorage-restore; do \
+		tidstorage-cut tidstorage-backup tidstorage-restore tidstorage-inflight \
+		tidstorage-resolve; do \
 		ln -sf tidstorage $(DESTDIR)$(PREFIX)/bin/$$n; done
 	install -m 644 man/*.1 $(DESTDIR)$(PREFIX)/share/man/man1/
 	install -m 644 completions/tidstorage.bash $(DESTDIR)$(PREFIX)/share/bash-completion/completions/tidstorage

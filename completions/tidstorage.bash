@@ -31,6 +31,12 @@ _tidstorage() {
             tidstorage,generate)
                 cmd="tidstorage__subcmd__generate"
                 ;;
+            tidstorage,inflight)
+                cmd="tidstorage__subcmd__inflight"
+                ;;
+            tidstorage,resolve)
+                cmd="tidstorage__subcmd__resolve"
+                ;;
             tidstorage,restore)
                 cmd="tidstorage__subcmd__restore"
                 ;;
@@ -44,7 +50,7 @@ _tidstorage() {
 
     case "${cmd}" in
         tidstorage)
-            opts="-c -v -q -h -V --config --verbose --quiet --help --version serve dump bootstrap-status backup restore cut generate"
+            opts="-c -v -q -h -V --config --verbose --quiet --help --version serve dump bootstrap-status inflight resolve backup restore cut generate"
             if [[ ${cur} == -* || ${COMP_CWORD} -eq 1 ]] ; then
                 COMPREPLY=( $(compgen -W "${opts}" -- "${cur}") )
                 return 0
@@ -227,6 +233,62 @@ _tidstorage() {
             COMPREPLY=( $(compgen -W "${opts}" -- "${cur}") )
             return 0
             ;;
+        tidstorage__subcmd__inflight)
+            opts="-c -v -q -h -V --server --format --config --verbose --quiet --help --version"
+            if [[ ${cur} == -* || ${COMP_CWORD} -eq 2 ]] ; then
+                COMPREPLY=( $(compgen -W "${opts}" -- "${cur}") )
+                return 0
+            fi
+            case "${prev}" in
+                --server)
+                    COMPREPLY=($(compgen -f "${cur}"))
+                    return 0
+                    ;;
+                --format)
+                    COMPREPLY=($(compgen -W "text json" -- "${cur}"))
+                    return 0
+                    ;;
+                --config)
+                    COMPREPLY=($(compgen -f "${cur}"))
+                    return 0
+                    ;;
+                -c)
+                    COMPREPLY=($(compgen -f "${cur}"))
+                    return 0
+                    ;;
+                *)
+                    COMPREPLY=()
+                    ;;
+            esac
+            COMPREPLY=( $(compgen -W "${opts}" -- "${cur}") )
+            return 0
+            ;;
+        tidstorage__subcmd__resolve)
+            opts="-c -v -q -h -V --server --config --verbose --quiet --help --version"
+            if [[ ${cur} == -* || ${COMP_CWORD} -eq 2 ]] ; then
+                COMPREPLY=( $(compgen -W "${opts}" -- "${cur}") )
+                return 0
+            fi
+            case "${prev}" in
+                --server)
+                    COMPREPLY=($(compgen -f "${cur}"))
+                    return 0
+                    ;;
+                --config)
+                    COMPREPLY=($(compgen -f "${cur}"))
+                    return 0
+                    ;;
+                -c)
+                    COMPREPLY=($(compgen -f "${cur}"))
+                    return 0
+                    ;;
+                *)
+                    COMPREPLY=()
+                    ;;
+            esac
+            COMPREPLY=( $(compgen -W "${opts}" -- "${cur}") )
+            return 0
+            ;;
         tidstorage__subcmd__restore)
             opts="-D -Q -c -v -q -h -V --date --storage --tid-log --lenient --no-cut --force --output-dir --check --verify --incremental --quick --config --verbose --quiet --help --version"
             if [[ ${cur} == -* || ${COMP_CWORD} -eq 2 ]] ; then
@@ -270,7 +332,7 @@ _tidstorage() {
             return 0
             ;;
         tidstorage__subcmd__serve)
-            opts="-p -s -l -d -n -c -v -q -h -V --address --port --status-file --burst-period --full-dump-period --fsync --log --pidfile --daemon --fg --nofork --user --group --allow --config --verbose --quiet --help --version"
+            opts="-p -s -l -d -n -c -v -q -h -V --address --port --status-file --burst-period --full-dump-period --fsync --log --pidfile --daemon --fg --nofork --user --group --allow --metrics-address --config --verbose --quiet --help --version"
             if [[ ${cur} == -* || ${COMP_CWORD} -eq 2 ]] ; then
                 COMPREPLY=( $(compgen -W "${opts}" -- "${cur}") )
                 return 0
@@ -329,6 +391,10 @@ _tidstorage() {
                     return 0
                     ;;
                 --allow)
+                    COMPREPLY=($(compgen -f "${cur}"))
+                    return 0
+                    ;;
+                --metrics-address)
                     COMPREPLY=($(compgen -f "${cur}"))
                     return 0
                     ;;

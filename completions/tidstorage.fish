@@ -32,6 +32,8 @@ complete -c tidstorage -n "__fish_tidstorage_needs_command" -s V -l version -d '
 complete -c tidstorage -n "__fish_tidstorage_needs_command" -f -a "serve" -d 'Run the daemon Zope clients notify of every commit'
 complete -c tidstorage -n "__fish_tidstorage_needs_command" -f -a "dump" -d 'Print the coherency point, from a running daemon or a status file (offline)'
 complete -c tidstorage -n "__fish_tidstorage_needs_command" -f -a "bootstrap-status" -d 'Tell whether the daemon\'s bootstrap is complete (exit 0) or not (exit 1)'
+complete -c tidstorage -n "__fish_tidstorage_needs_command" -f -a "inflight" -d 'List in-flight and orphaned transactions: what each holds back, for how long, from where'
+complete -c tidstorage -n "__fish_tidstorage_needs_command" -f -a "resolve" -d 'Declare a stuck transaction finished: the daemon stops waiting for it (exit 1 if none)'
 complete -c tidstorage -n "__fish_tidstorage_needs_command" -f -a "backup" -d 'Back up every Data.fs (repozo-compatible) up to the daemon\'s coherency point'
 complete -c tidstorage -n "__fish_tidstorage_needs_command" -f -a "restore" -d 'Rebuild every Data.fs from its repository and cut it at the backup\'s coherency point'
 complete -c tidstorage -n "__fish_tidstorage_needs_command" -f -a "cut" -d 'Cut Data.fs files at the last coherency point after a crash'
@@ -47,6 +49,7 @@ complete -c tidstorage -n "__fish_tidstorage_using_subcommand serve" -l pidfile 
 complete -c tidstorage -n "__fish_tidstorage_using_subcommand serve" -l user -d 'User to run as after binding (name or number, from /etc/passwd)' -r
 complete -c tidstorage -n "__fish_tidstorage_using_subcommand serve" -l group -d 'Group to run as after binding (name or number, from /etc/group)' -r
 complete -c tidstorage -n "__fish_tidstorage_using_subcommand serve" -l allow -d 'Accept connections only from this address block (repeatable; CIDR)' -r
+complete -c tidstorage -n "__fish_tidstorage_using_subcommand serve" -l metrics-address -d 'Serve Prometheus metrics at http://HOST:PORT/metrics (port 0 picks a free one and logs it) [default: [server] metrics_address, else none]' -r
 complete -c tidstorage -n "__fish_tidstorage_using_subcommand serve" -s c -l config -d 'Configuration file (TOML). Default: $TIDSTORAGE_CONFIG, then ./tidstorage.toml, then /etc/tidstorage.toml' -r -F
 complete -c tidstorage -n "__fish_tidstorage_using_subcommand serve" -s d -l daemon -d 'Detach: double fork, setsid, chdir /, umask 027'
 complete -c tidstorage -n "__fish_tidstorage_using_subcommand serve" -s n -l nofork -l fg -d 'Stay in the foreground (the default; accepted for compatibility)'
@@ -72,6 +75,20 @@ complete -c tidstorage -n "__fish_tidstorage_using_subcommand bootstrap-status" 
 complete -c tidstorage -n "__fish_tidstorage_using_subcommand bootstrap-status" -s q -l quiet -d 'Less output (repeat for less)'
 complete -c tidstorage -n "__fish_tidstorage_using_subcommand bootstrap-status" -s h -l help -d 'Print help'
 complete -c tidstorage -n "__fish_tidstorage_using_subcommand bootstrap-status" -s V -l version -d 'Print version'
+complete -c tidstorage -n "__fish_tidstorage_using_subcommand inflight" -l server -d 'Daemon to ask, HOST:PORT [default: [server] address:port of the configuration]' -r
+complete -c tidstorage -n "__fish_tidstorage_using_subcommand inflight" -l format -d 'Output format' -r -f -a "text\t'Aligned columns for people'
+json\t'`{"transactions": [...]}` (machine-stable keys)'"
+complete -c tidstorage -n "__fish_tidstorage_using_subcommand inflight" -s c -l config -d 'Configuration file (TOML). Default: $TIDSTORAGE_CONFIG, then ./tidstorage.toml, then /etc/tidstorage.toml' -r -F
+complete -c tidstorage -n "__fish_tidstorage_using_subcommand inflight" -s v -l verbose -d 'More output (repeat for more)'
+complete -c tidstorage -n "__fish_tidstorage_using_subcommand inflight" -s q -l quiet -d 'Less output (repeat for less)'
+complete -c tidstorage -n "__fish_tidstorage_using_subcommand inflight" -s h -l help -d 'Print help (see more with \'--help\')'
+complete -c tidstorage -n "__fish_tidstorage_using_subcommand inflight" -s V -l version -d 'Print version'
+complete -c tidstorage -n "__fish_tidstorage_using_subcommand resolve" -l server -d 'Daemon to ask, HOST:PORT [default: [server] address:port of the configuration]' -r
+complete -c tidstorage -n "__fish_tidstorage_using_subcommand resolve" -s c -l config -d 'Configuration file (TOML). Default: $TIDSTORAGE_CONFIG, then ./tidstorage.toml, then /etc/tidstorage.toml' -r -F
+complete -c tidstorage -n "__fish_tidstorage_using_subcommand resolve" -s v -l verbose -d 'More output (repeat for more)'
+complete -c tidstorage -n "__fish_tidstorage_using_subcommand resolve" -s q -l quiet -d 'Less output (repeat for less)'
+complete -c tidstorage -n "__fish_tidstorage_using_subcommand resolve" -s h -l help -d 'Print help'
+complete -c tidstorage -n "__fish_tidstorage_using_subcommand resolve" -s V -l version -d 'Print version'
 complete -c tidstorage -n "__fish_tidstorage_using_subcommand backup" -l server -d 'Daemon to take the coherency point from, HOST:PORT [default: [server] address:port]' -r
 complete -c tidstorage -n "__fish_tidstorage_using_subcommand backup" -l storage -d 'Back up only this configured storage (repeatable)' -r
 complete -c tidstorage -n "__fish_tidstorage_using_subcommand backup" -l keep-full -d 'After the backup, remove what is older than the N-th newest full backup of each repository, and older status-file copies [default: [backup] keep_full]' -r

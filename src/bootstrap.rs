@@ -6,13 +6,17 @@
 //! processes reaped with `try_wait`; HTTP requests run on short-lived
 //! threads with timeouts and report through a channel.
 //!
+//! The GET is `ureq`'s (http and https; rustls with the bundled Mozilla
+//! roots, or only the certificates of `[bootstrap] ca_file` when set; no
+//! proxy: the Zope to trigger is on the site's own network). Any answer
+//! below 400 counts as fired: the commit it causes is what bootstrap waits
+//! for, not the answer.
+//!
 //! A command also gets `TIDSTORAGE_SERVER` (the daemon's own listening
 //! address), so a helper such as the Python client's `tidstorage-zodb-touch`
 //! reports its commit to the daemon that asked for it, whatever port it got.
 
 use std::collections::HashMap;
-use std::io::{Read, Write};
-use std::net::{TcpStream, ToSocketAddrs};
 use std::process::{Child, Command, Stdio};
 use std::sync::mpsc;
 use std::time::Duration;
@@ -36,12 +40,67 @@ pub struct Triggers {
     http_tx: mpsc::Sender<(String, Result<String, String>)>,
     http_rx: mpsc::Receiver<(String, Result<String, String>)>,
     http_in_flight: usize,
+    /// The HTTP client, built once (its TLS set-up reads `ca_file`); the
+    /// error says what is wrong with the configuration.
+    agent: Result<ureq::Agent, String>,
+}
+
+/// How long one trigger GET may take, connect to last byte.
+const HTTP_TIMEOUT: Duration = Duration::from_secs(30);
+
+/// The HTTP client of the triggers: timeouts, no proxy, a private CA when
+/// `ca_file` names one.
+fn agent(cfg: &BootstrapConfig) -> Result<ureq::Agent, String> {
+    let mut b = ureq::Agent::config_builder()
+        .timeout_global(Some(HTTP_TIMEOUT))
+        .http_status_as_error(false)
+        .proxy(None)
+        .user_agent(format!("tidstorage/{}", env!("CARGO_PKG_VERSION")));
+    if let Some(path) = &cfg.ca_file {
+        let pem = std::fs::read(path).map_err(|e| {
+            format!(
+                "cannot read [bootstrap] ca_file {}: {e}; check the path and permissions",
+                path.display()
+            )
+        })?;
+        let mut certs = Vec::new();
+        for item in ureq::tls::parse_pem(&pem) {
+            match item {
+                Ok(ureq::tls::PemItem::Certificate(c)) => certs.push(c),
+                Ok(_) => {}
+                Err(e) => {
+                    return Err(format!(
+                        "[bootstrap] ca_file {} is not valid PEM: {e}",
+                        path.display()
+                    ))
+                }
+            }
+        }
+        if certs.is_empty() {
+            return Err(format!(
+                "[bootstrap] ca_file {} holds no certificate (expected PEM \
+                 \"-----BEGIN CERTIFICATE-----\" blocks)",
+                path.display()
+            ));
+        }
+        b = b.tls_config(
+            ureq::tls::TlsConfig::builder()
+                .root_certs(ureq::tls::RootCerts::new_with_certs(&certs))
+                .build(),
+        );
+    }
+    Ok(b.build().into())
 }
 
 impl Triggers {
     pub fn new(cfg: BootstrapConfig, storages: &[StorageConfig], server: String) -> Triggers {
         let (http_tx, http_rx) = mpsc::channel();
+        let agent = match &cfg.url {
+            Some(_) => agent(&cfg),
+            None => Err("no [bootstrap] url".to_string()),
+        };
         Triggers {
+            agent,
             cfg,
             storages: storages.iter().map(|s| (s.id.clone(), s.clone())).collect(),
             server,
@@ -49,6 +108,16 @@ impl Triggers {
             http_tx,
             http_rx,
             http_in_flight: 0,
+        }
+    }
+
+    /// What is wrong with the trigger configuration that only shows when
+    /// files are read (an unreadable `ca_file`): the daemon refuses to start
+    /// on it rather than fail at the first bootstrap.
+    pub fn check(&self) -> Result<(), String> {
+        match (&self.cfg.url, &self.agent) {
+            (Some(_), Err(e)) => Err(e.clone()),
+            _ => Ok(()),
         }
     }
 
@@ -109,12 +178,19 @@ impl Triggers {
                 }
             } else if let Some(url) = &self.cfg.url {
                 let url = url.replace("%s", &mountpoint);
+                let agent = match &self.agent {
+                    Ok(a) => a.clone(),
+                    Err(e) => {
+                        log::error!("bootstrap: cannot GET {url} for {id}: {e}");
+                        continue;
+                    }
+                };
                 let tx = self.http_tx.clone();
                 let id2 = id.clone();
                 self.http_in_flight += 1;
                 log::info!("bootstrap: GET {url} for {id}");
                 std::thread::spawn(move || {
-                    let _ = tx.send((id2, http_get(&url, Duration::from_secs(30))));
+                    let _ = tx.send((id2, http_get(&agent, &url)));
                 });
             }
         }
@@ -195,46 +271,21 @@ impl Triggers {
     }
 }
 
-/// A minimal HTTP/1.0 GET returning the status line; `http://` only.
-fn http_get(url: &str, timeout: Duration) -> Result<String, String> {
-    let rest = url
-        .strip_prefix("http://")
-        .ok_or_else(|| format!("{url}: only http:// URLs are supported"))?;
-    let (hostport, path) = match rest.find('/') {
-        Some(i) => (&rest[..i], &rest[i..]),
-        None => (rest, "/"),
-    };
-    let addr_text = if hostport.contains(':') && !hostport.ends_with(']') {
-        hostport.to_string()
-    } else {
-        format!("{hostport}:80")
-    };
-    let addr = addr_text
-        .to_socket_addrs()
-        .map_err(|e| format!("{url}: cannot resolve {hostport}: {e}"))?
-        .next()
-        .ok_or_else(|| format!("{url}: {hostport} has no address"))?;
-    let mut s = TcpStream::connect_timeout(&addr, timeout).map_err(|e| format!("{url}: {e}"))?;
-    s.set_read_timeout(Some(timeout))
-        .map_err(|e| e.to_string())?;
-    s.set_write_timeout(Some(timeout))
-        .map_err(|e| e.to_string())?;
-    let host = hostport.split(':').next().unwrap_or(hostport);
-    s.write_all(
-        format!("GET {path} HTTP/1.0\r\nHost: {host}\r\nUser-Agent: tidstorage\r\nConnection: close\r\n\r\n")
-            .as_bytes(),
+/// GETs `url`; `Ok` with the status line for an answer below 400.
+fn http_get(agent: &ureq::Agent, url: &str) -> Result<String, String> {
+    let resp = agent.get(url).call().map_err(|e| format!("{url}: {e}"))?;
+    let status = resp.status();
+    let line = format!(
+        "{:?} {} {}",
+        resp.version(),
+        status.as_u16(),
+        status.canonical_reason().unwrap_or("")
     )
-    .map_err(|e| format!("{url}: {e}"))?;
-    let mut buf = Vec::new();
-    // Only the status line matters; read a bounded amount.
-    let _ = s.take(64 * 1024).read_to_end(&mut buf);
-    let text = String::from_utf8_lossy(&buf);
-    let line = text.lines().next().unwrap_or("").to_string();
-    let code = line.split_whitespace().nth(1).unwrap_or("");
-    if code.starts_with('2') || code.starts_with('3') {
+    .trim_end()
+    .to_string();
+    // The body is not needed; dropping the response closes the connection.
+    if status.as_u16() < 400 {
         Ok(line)
-    } else if line.is_empty() {
-        Err(format!("{url}: empty answer"))
     } else {
         Err(format!("{url}: {line}"))
     }

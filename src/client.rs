@@ -1,6 +1,6 @@
 //! A blocking client of a running daemon, for `dump`, `bootstrap-status`,
-//! `cut --server` and `backup`: connect with a timeout, ask, read the
-//! answer with the protocol's response decoder.
+//! `inflight`, `resolve`, `cut --server` and `backup`: connect with a
+//! timeout, ask, read the answer with the protocol's response decoder.
 
 use std::io::{Read, Write};
 use std::net::{SocketAddr, TcpStream, ToSocketAddrs};
@@ -8,11 +8,17 @@ use std::time::Duration;
 
 use crate::config::Config;
 use crate::error::CliError;
+use crate::protocol::answers::{InFlightAnswer, ResolveAnswer};
 use crate::protocol::{self, Expect, Limits, Response, ResponseDecoder};
 use crate::tid::Tid;
 
 /// How long any single step (connect, one answer) may take.
 pub const TIMEOUT: Duration = Duration::from_secs(10);
+
+/// The longest answer field accepted: an INFLIGHT answer of thousands of
+/// transactions over thousands of storages is one (JSON) field. The daemon
+/// is trusted this far; its own output limit per client is 16 MiB.
+const MAX_ANSWER_FIELD: usize = 16 * 1024 * 1024;
 
 pub struct DaemonClient {
     sock: TcpStream,
@@ -65,7 +71,10 @@ impl DaemonClient {
                     let _ = sock.set_nodelay(true);
                     return Ok(DaemonClient {
                         sock,
-                        dec: ResponseDecoder::new(Limits::default()),
+                        dec: ResponseDecoder::new(Limits {
+                            max_field: MAX_ANSWER_FIELD,
+                            ..Limits::default()
+                        }),
                         addr: addr.to_string(),
                     });
                 }
@@ -79,16 +88,21 @@ impl DaemonClient {
     }
 
     fn ask(&mut self, word: &str, expect: Expect) -> Result<Response, CliError> {
+        let mut b = Vec::new();
+        // A fixed command word never contains a newline.
+        protocol::encode_word(&mut b, word)
+            .map_err(|e| CliError::runtime(format!("cannot send {word} to the daemon: {e}")))?;
+        self.ask_bytes(word, &b, expect)
+    }
+
+    fn ask_bytes(&mut self, word: &str, b: &[u8], expect: Expect) -> Result<Response, CliError> {
         let fail = |e: &dyn std::fmt::Display| {
             CliError::runtime(format!(
                 "the tidstorage daemon at {} did not answer {word}: {e}",
                 self.addr
             ))
         };
-        let mut b = Vec::new();
-        // A fixed command word never contains a newline.
-        protocol::encode_word(&mut b, word).map_err(|e| fail(&e))?;
-        self.sock.write_all(&b).map_err(|e| fail(&e))?;
+        self.sock.write_all(b).map_err(|e| fail(&e))?;
         self.dec.expect(expect);
         let mut buf = [0u8; 64 * 1024];
         loop {
@@ -136,6 +150,72 @@ impl DaemonClient {
             }),
             r => Err(CliError::runtime(format!(
                 "unexpected answer to INFO: {r:?}"
+            ))),
+        }
+    }
+
+    /// The `INFLIGHT` extension: every in-flight and orphaned transaction,
+    /// oldest first, typed.
+    ///
+    /// Each [`InFlightTransaction`](crate::protocol::answers::InFlightTransaction)
+    /// carries its id, `state` (in-flight or orphan), `age_seconds`, its
+    /// `storages`, whether it is `blocking`, the storages it `holds_back`
+    /// (directly, or through a committed transaction it holds back that
+    /// also touched them), `blocking_seconds` (how long the oldest commit
+    /// it holds back has waited, in TID time), `stale`, the `client`
+    /// address its BEGIN came from when known, and `blocked_because`.
+    ///
+    /// To name the transactions holding back storage `S` (what `backup
+    /// --max-lag` reports for a storage it skips):
+    ///
+    /// ```no_run
+    /// # fn f() -> Result<(), tidstorage::error::CliError> {
+    /// let mut c = tidstorage::client::DaemonClient::connect("127.0.0.1:9001")?;
+    /// let inflight = c.in_flight()?;
+    /// for t in inflight.holding_back("S") {
+    ///     println!("{} from {:?}, blocking for {:?}s", t.id, t.client, t.blocking_seconds);
+    /// }
+    /// # Ok(()) }
+    /// ```
+    ///
+    /// An empty list while the storage lags means no transaction holds it
+    /// back: the daemon has seen no newer commit on it (then the lag is in
+    /// the ZEO server or the clients' notifications), or bootstrap is not
+    /// complete ([`DaemonClient::bootstrapped`]).
+    pub fn in_flight(&mut self) -> Result<InFlightAnswer, CliError> {
+        match self.ask("INFLIGHT", Expect::Json)? {
+            Response::Json(j) => serde_json::from_str(&j).map_err(|e| {
+                CliError::runtime(format!(
+                    "the daemon at {} sent an invalid INFLIGHT answer: {e}; is it a tidstorage \
+                     without the INFLIGHT extension?",
+                    self.addr
+                ))
+            }),
+            r => Err(CliError::runtime(format!(
+                "unexpected answer to INFLIGHT: {r:?}"
+            ))),
+        }
+    }
+
+    /// The `RESOLVE` extension: declares transaction `id` finished (see
+    /// `tidstorage resolve`). The answer says what was resolved, or why
+    /// nothing was.
+    pub fn resolve(&mut self, id: &str) -> Result<ResolveAnswer, CliError> {
+        let mut b = Vec::new();
+        protocol::encode_resolve(&mut b, id).map_err(|e| {
+            CliError::usage(format!(
+                "cannot send transaction id {id:?} to the daemon: {e}"
+            ))
+        })?;
+        match self.ask_bytes("RESOLVE", &b, Expect::Json)? {
+            Response::Json(j) => serde_json::from_str(&j).map_err(|e| {
+                CliError::runtime(format!(
+                    "the daemon at {} sent an invalid RESOLVE answer: {e}",
+                    self.addr
+                ))
+            }),
+            r => Err(CliError::runtime(format!(
+                "unexpected answer to RESOLVE: {r:?}"
             ))),
         }
     }

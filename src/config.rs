@@ -172,6 +172,7 @@ struct ServerFile {
     max_output: Option<usize>,
     stale_after: Option<DurationValue>,
     max_future: Option<DurationValue>,
+    metrics_address: Option<String>,
 }
 
 #[derive(Debug, Default, Deserialize)]
@@ -180,6 +181,7 @@ struct BootstrapFile {
     url: Option<String>,
     command: Option<PathBuf>,
     retry: Option<DurationValue>,
+    ca_file: Option<PathBuf>,
 }
 
 #[derive(Debug, Default, Deserialize)]
@@ -221,6 +223,9 @@ pub struct ServerConfig {
     pub max_output: usize,
     pub stale_after: Duration,
     pub max_future: Duration,
+    /// `HOST:PORT` of the Prometheus metrics listener (`GET /metrics`);
+    /// none by default.
+    pub metrics_address: Option<String>,
 }
 
 impl Default for ServerConfig {
@@ -244,6 +249,7 @@ impl Default for ServerConfig {
             max_output: 16 * 1024 * 1024,
             stale_after: Duration::from_secs(600),
             max_future: Duration::from_secs(3600),
+            metrics_address: None,
         }
     }
 }
@@ -254,6 +260,9 @@ pub struct BootstrapConfig {
     pub url: Option<String>,
     pub command: Option<PathBuf>,
     pub retry: Duration,
+    /// PEM certificates trusted for an `https://` url instead of the
+    /// bundled Mozilla roots (a site's private CA, a self-signed Zope).
+    pub ca_file: Option<PathBuf>,
 }
 
 impl Default for BootstrapConfig {
@@ -262,6 +271,7 @@ impl Default for BootstrapConfig {
             url: None,
             command: None,
             retry: Duration::from_secs(60),
+            ca_file: None,
         }
     }
 }
@@ -423,8 +433,10 @@ impl Config {
             max_output: s.max_output.unwrap_or(d.max_output),
             stale_after: s.stale_after.map(|v| v.0).unwrap_or(d.stale_after),
             max_future: s.max_future.map(|v| v.0).unwrap_or(d.max_future),
+            metrics_address: s.metrics_address,
         };
         let bootstrap = BootstrapConfig {
+            ca_file: f.bootstrap.ca_file.map(resolve),
             url: f.bootstrap.url,
             command: f.bootstrap.command.map(resolve),
             retry: f
@@ -440,10 +452,9 @@ impl Config {
             )));
         }
         if let Some(u) = &bootstrap.url {
-            if !u.starts_with("http://") {
+            if !u.starts_with("http://") && !u.starts_with("https://") {
                 return Err(CliError::usage(format!(
-                    "{}: [bootstrap] url {u:?} must start with http:// (https is not supported: \
-                     put a local proxy in front, or use [bootstrap] command)",
+                    "{}: [bootstrap] url {u:?} must start with http:// or https://",
                     name.display()
                 )));
             }
@@ -732,5 +743,19 @@ mountpoint = "erp5_root"
         assert_eq!(parse_duration("250ms").unwrap(), Duration::from_millis(250));
         assert!(parse_duration("-3").is_err());
         assert!(parse_duration("soon").is_err());
+    }
+
+    #[test]
+    fn https_bootstrap_url_ca_file_and_metrics_address() {
+        let c = parse(
+            "[server]\nmetrics_address = \"127.0.0.1:9002\"\n\
+             [bootstrap]\nurl = \"https://z/touch\"\nca_file = \"ca.pem\"\n",
+        )
+        .unwrap();
+        assert_eq!(c.server.metrics_address.as_deref(), Some("127.0.0.1:9002"));
+        assert_eq!(c.bootstrap.url.as_deref(), Some("https://z/touch"));
+        assert_eq!(c.bootstrap.ca_file, Some(PathBuf::from("/etc/ca.pem")));
+        let e = parse("[bootstrap]\nurl = \"ftp://z/touch\"\n").unwrap_err();
+        assert!(e.message.contains("http:// or https://"), "{}", e.message);
     }
 }

@@ -10,6 +10,7 @@
 //! - [`protocol`]: the sans-I/O wire codec.
 //! - [`engine`]: the pure coherency engine.
 //! - [`daemon`]: the event loop, the only owner of sockets and signals.
+//! - [`metrics`]: what `GET /metrics` answers (Prometheus text format).
 //! - [`bootstrap`]: bootstrap triggers (commands, HTTP GETs), used by the
 //!   daemon and by `backup`.
 //! - [`repozo`]: repozo-compatible backup repositories.
@@ -33,6 +34,7 @@ pub mod datafs;
 pub mod engine;
 pub mod error;
 pub mod fsutil;
+pub mod metrics;
 pub mod progress;
 pub mod protocol;
 pub mod repozo;

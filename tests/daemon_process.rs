@@ -558,7 +558,8 @@ fn bootstrap_trigger_url_is_fetched_for_missing_storages() {
     let line = rx
         .recv_timeout(DEADLINE)
         .expect("the daemon fetched the URL");
-    assert_eq!(line, "GET /erp5/root_1/modifyContext HTTP/1.0");
+    // HTTP/1.1 since the GET is ureq's (it was a hand-written HTTP/1.0).
+    assert_eq!(line, "GET /erp5/root_1/modifyContext HTTP/1.1");
     assert!(
         d.wait_log("answered HTTP/1.0 200 OK").is_some(),
         "{}",
@@ -632,4 +633,34 @@ fn daemon_mode_with_relative_paths_keeps_them_relative_to_the_start_directory() 
     unsafe { libc::kill(daemon_pid, libc::SIGTERM) };
     wait_for("the pidfile to go", || !pid.exists());
     assert!(read(&dir.path().join("rel.tid")).contains("'s1': 9"));
+}
+
+#[test]
+fn each_bootstrap_change_is_logged_once() {
+    // The engine's notices are the one record of bootstrap changes: the
+    // loop used to log its own line too, so each change appeared twice.
+    let dir = tempfile::tempdir().unwrap();
+    let cfg = dir.path().join("tidstorage.toml");
+    std::fs::write(&cfg, "[[storage]]\nid = \"s1\"\n[[storage]]\nid = \"s2\"\n").unwrap();
+    let mut d = Daemon::start(dir.path(), &["-c", cfg.to_str().unwrap()]);
+    let mut c = d.client();
+    publish(&mut c, "t1", &[("s1", 5)]);
+    assert!(d.wait_log("bootstrap started").is_some());
+    publish(&mut c, "t2", &[("s2", 6)]);
+    c.wait_bootstrapped();
+    assert!(d.wait_log("bootstrap complete").is_some());
+    drop(c);
+    let (code, log) = d.stop();
+    assert_eq!(code, Some(0), "{}", log.join("\n"));
+    let count = |needle: &str| log.iter().filter(|l| l.contains(needle)).count();
+    assert_eq!(count("bootstrap started"), 1, "{}", log.join("\n"));
+    assert_eq!(count("bootstrap complete"), 1, "{}", log.join("\n"));
+    let started = log
+        .iter()
+        .find(|l| l.contains("bootstrap started"))
+        .unwrap();
+    assert!(
+        started.contains("'s2'"),
+        "names the missing storage: {started}"
+    );
 }

@@ -67,6 +67,10 @@ pub enum Command {
     Dump(cmd::dump::DumpArgs),
     /// Tell whether the daemon's bootstrap is complete (exit 0) or not (exit 1).
     BootstrapStatus(cmd::bootstrap_status::BootstrapStatusArgs),
+    /// List in-flight and orphaned transactions: what each holds back, for how long, from where.
+    Inflight(cmd::inflight::InFlightArgs),
+    /// Declare a stuck transaction finished: the daemon stops waiting for it (exit 1 if none).
+    Resolve(cmd::resolve::ResolveArgs),
     /// Back up every Data.fs (repozo-compatible) up to the daemon's coherency point.
     Backup(cmd::backup::BackupArgs),
     /// Rebuild every Data.fs from its repository and cut it at the backup's coherency point.
@@ -141,6 +145,8 @@ pub fn run(args: Vec<OsString>) -> Result<()> {
         Command::Serve(a) => cmd::serve::run(a, &cli.global),
         Command::Dump(a) => cmd::dump::run(a, &cli.global),
         Command::BootstrapStatus(a) => cmd::bootstrap_status::run(a, &cli.global),
+        Command::Inflight(a) => cmd::inflight::run(a, &cli.global),
+        Command::Resolve(a) => cmd::resolve::run(a, &cli.global),
         Command::Backup(a) => cmd::backup::run(a, &cli.global),
         Command::Restore(a) => cmd::restore::run(a, &cli.global),
         Command::Cut(a) => cmd::cut::run(a, &cli.global),

@@ -12,6 +12,8 @@ pub mod bootstrap_status;
 mod context;
 pub mod cut;
 pub mod dump;
+pub mod inflight;
+pub mod resolve;
 pub mod restore;
 pub mod serve;
 

@@ -63,6 +63,10 @@ pub struct ServeArgs {
     /// Accept connections only from this address block (repeatable; CIDR).
     #[arg(long = "allow", value_name = "CIDR")]
     pub allow: Vec<Cidr>,
+    /// Serve Prometheus metrics at http://HOST:PORT/metrics (port 0 picks a
+    /// free one and logs it) [default: [server] metrics_address, else none].
+    #[arg(long, value_name = "HOST:PORT")]
+    pub metrics_address: Option<String>,
 }
 
 pub fn run(a: ServeArgs, g: &Context) -> Result<()> {
@@ -100,6 +104,9 @@ pub fn run(a: ServeArgs, g: &Context) -> Result<()> {
     }
     if !a.allow.is_empty() {
         s.allow = a.allow;
+    }
+    if let Some(v) = a.metrics_address {
+        s.metrics_address = Some(v);
     }
     if s.burst_period.is_zero() || s.full_dump_period.is_zero() {
         return Err(CliError::usage(

@@ -6,16 +6,24 @@
 //!
 //! It must not decide anything about coherency (the engine does), parse
 //! frames (the codec does) or format records (the status log does).
+//!
+//! This file keeps start-up and the loop. Around it: `listener` (bind,
+//! socket options, fd limit), `conn` (one protocol connection), `metrics`
+//! (the metrics port's listener and HTTP connections), `notices`
+//! (the log rate limit of engine notices), `signals`, `logfile` and
+//! `process` (pidfile, detach, privileges).
 
 mod conn;
+mod listener;
 mod logfile;
+mod metrics;
+mod notices;
 mod process;
 mod signals;
 
 use std::collections::BTreeMap;
 use std::io;
-use std::net::{SocketAddr, TcpListener as StdListener, ToSocketAddrs};
-use std::os::unix::io::FromRawFd;
+use std::net::{SocketAddr, TcpListener as StdListener};
 use std::time::{Duration, Instant, SystemTime, UNIX_EPOCH};
 
 use mio::net::TcpListener;
@@ -23,9 +31,9 @@ use mio::{Events, Interest, Poll, Token};
 
 use crate::bootstrap::Triggers;
 use crate::config::Config;
-use crate::engine::{BootstrapState, Engine, EngineConfig, Level, Notice, NoticeKind, Now};
+use crate::engine::{BootstrapState, Engine, EngineConfig, InFlightInfo, NoticeKind, Now};
 use crate::error::{CliError, Result};
-use crate::protocol::{self, Command, Limits};
+use crate::protocol::{self, answers, Command, Limits};
 use crate::statuslog::{self, RecordKind, ReplayOptions, Schedule, StatusWriter};
 use crate::tid::Tid;
 
@@ -33,6 +41,7 @@ use conn::{Conn, ReadOutcome};
 
 const LISTENER: Token = Token(0);
 const SIGNALS: Token = Token(1);
+const METRICS: Token = Token(2);
 /// Connection tokens start here; slot i of the slab is Token(FIRST_CONN + i).
 const FIRST_CONN: usize = 16;
 /// Bytes read from one connection per turn before others get theirs: small
@@ -42,109 +51,6 @@ const READ_BUDGET: usize = 64 * 1024;
 const READ_CHUNK: usize = 16 * 1024;
 /// Connections accepted per listener event before others get a turn.
 const ACCEPT_BUDGET: usize = 4096;
-/// The listen(2) backlog (the kernel clamps it to net.core.somaxconn).
-const BACKLOG: i32 = 4096;
-
-/// Binds with SO_REUSEADDR and a large backlog (std's is 128, too small for
-/// a thousand Zope threads reconnecting at once).
-fn bind(addr: SocketAddr) -> io::Result<StdListener> {
-    let domain = if addr.is_ipv4() {
-        libc::AF_INET
-    } else {
-        libc::AF_INET6
-    };
-    // SAFETY: plain socket syscalls; the fd is owned by the listener on
-    // success and closed on every error path.
-    unsafe {
-        let fd = libc::socket(domain, libc::SOCK_STREAM | libc::SOCK_CLOEXEC, 0);
-        if fd < 0 {
-            return Err(io::Error::last_os_error());
-        }
-        let listener = StdListener::from_raw_fd(fd);
-        let one: libc::c_int = 1;
-        if libc::setsockopt(
-            fd,
-            libc::SOL_SOCKET,
-            libc::SO_REUSEADDR,
-            &one as *const _ as *const libc::c_void,
-            std::mem::size_of::<libc::c_int>() as libc::socklen_t,
-        ) != 0
-        {
-            return Err(io::Error::last_os_error());
-        }
-        let (storage, len) = sockaddr(&addr);
-        if libc::bind(fd, &storage as *const _ as *const libc::sockaddr, len) != 0 {
-            return Err(io::Error::last_os_error());
-        }
-        if libc::listen(fd, BACKLOG) != 0 {
-            return Err(io::Error::last_os_error());
-        }
-        listener.set_nonblocking(true)?;
-        Ok(listener)
-    }
-}
-
-fn sockaddr(addr: &SocketAddr) -> (libc::sockaddr_storage, libc::socklen_t) {
-    // SAFETY: sockaddr_storage is plain data; zeroed is a valid value.
-    let mut storage: libc::sockaddr_storage = unsafe { std::mem::zeroed() };
-    let len = match addr {
-        SocketAddr::V4(a) => {
-            let sin = libc::sockaddr_in {
-                sin_family: libc::AF_INET as libc::sa_family_t,
-                sin_port: a.port().to_be(),
-                sin_addr: libc::in_addr {
-                    s_addr: u32::from(*a.ip()).to_be(),
-                },
-                sin_zero: [0; 8],
-            };
-            // SAFETY: sockaddr_in fits in sockaddr_storage.
-            unsafe { std::ptr::write(&mut storage as *mut _ as *mut libc::sockaddr_in, sin) };
-            std::mem::size_of::<libc::sockaddr_in>()
-        }
-        SocketAddr::V6(a) => {
-            let sin6 = libc::sockaddr_in6 {
-                sin6_family: libc::AF_INET6 as libc::sa_family_t,
-                sin6_port: a.port().to_be(),
-                sin6_flowinfo: a.flowinfo(),
-                sin6_addr: libc::in6_addr {
-                    s6_addr: a.ip().octets(),
-                },
-                sin6_scope_id: a.scope_id(),
-            };
-            // SAFETY: sockaddr_in6 fits in sockaddr_storage.
-            unsafe { std::ptr::write(&mut storage as *mut _ as *mut libc::sockaddr_in6, sin6) };
-            std::mem::size_of::<libc::sockaddr_in6>()
-        }
-    };
-    (storage, len as libc::socklen_t)
-}
-
-/// Raises the soft open-files limit to the hard one: each client is a
-/// descriptor, and the default soft limit (often 1024) is below the
-/// default `max_connections`.
-fn raise_fd_limit(max_connections: usize) {
-    // SAFETY: getrlimit/setrlimit with a valid struct.
-    unsafe {
-        let mut rl: libc::rlimit = std::mem::zeroed();
-        if libc::getrlimit(libc::RLIMIT_NOFILE, &mut rl) != 0 {
-            return;
-        }
-        if rl.rlim_cur < rl.rlim_max {
-            rl.rlim_cur = rl.rlim_max;
-            let _ = libc::setrlimit(libc::RLIMIT_NOFILE, &rl);
-            let _ = libc::getrlimit(libc::RLIMIT_NOFILE, &mut rl);
-        }
-        // A few descriptors go to the listener, the log, the status file.
-        if (rl.rlim_cur as usize) < max_connections + 32 {
-            log::warn!(
-                "open-files limit {} is below max_connections {} (+ a few): clients beyond it \
-                 are refused at accept; raise `ulimit -n` (LimitNOFILE= under systemd)",
-                rl.rlim_cur,
-                max_connections
-            );
-        }
-    }
-}
 
 /// Runs the daemon until SIGTERM/SIGINT. Errors before the loop starts
 /// (bad address, unreadable status file, pidfile held) are returned.
@@ -194,19 +100,33 @@ pub fn serve(cfg: Config, detach: bool, level: log::LevelFilter) -> Result<()> {
         );
     }
 
-    let addr = (sc.address.as_str(), sc.port)
-        .to_socket_addrs()
-        .map_err(|e| CliError::usage(format!("cannot resolve listen address {}: {e}", sc.address)))?
-        .next()
-        .ok_or_else(|| CliError::usage(format!("listen address {} has no address", sc.address)))?;
-    let std_listener = bind(addr).map_err(|e| {
-        CliError::runtime(format!(
+    let (std_listener, local) = listener::open(&sc.address, sc.port).map_err(|e| match e {
+        listener::ListenError::Resolve(m) => CliError::usage(m),
+        listener::ListenError::Bind(addr, e) => CliError::runtime(format!(
             "cannot listen on {addr}: {e}; is another daemon running there? choose another --port"
-        ))
+        )),
     })?;
-    let local = std_listener
-        .local_addr()
-        .map_err(|e| CliError::runtime(e.to_string()))?;
+    let metrics_listener = match &sc.metrics_address {
+        None => None,
+        Some(a) => {
+            let bad = || {
+                CliError::usage(format!(
+                    "metrics address {a:?} is not HOST:PORT; write e.g. 127.0.0.1:9002 \
+                     ([server] metrics_address or --metrics-address)"
+                ))
+            };
+            let (host, port) = a.rsplit_once(':').ok_or_else(bad)?;
+            let port: u16 = port.parse().map_err(|_| bad())?;
+            let host = host.trim_start_matches('[').trim_end_matches(']');
+            Some(listener::open(host, port).map_err(|e| match e {
+                listener::ListenError::Resolve(m) => CliError::usage(m),
+                listener::ListenError::Bind(addr, e) => CliError::runtime(format!(
+                    "cannot listen for metrics on {addr}: {e}; is something else there? \
+                     choose another --metrics-address"
+                )),
+            })?)
+        }
+    };
 
     let mut pidfile = match &sc.pidfile {
         Some(p) => Some(process::PidFile::lock(p).map_err(CliError::runtime)?),
@@ -232,13 +152,20 @@ pub fn serve(cfg: Config, detach: bool, level: log::LevelFilter) -> Result<()> {
         ))
     })?;
 
-    raise_fd_limit(sc.max_connections);
+    listener::raise_fd_limit(sc.max_connections);
     // A file-size limit (ulimit -f) must fail the write with EFBIG, which
     // is logged and retried, not kill the daemon with SIGXFSZ.
     // SAFETY: setting a signal disposition to SIG_IGN has no preconditions.
     unsafe { libc::signal(libc::SIGXFSZ, libc::SIG_IGN) };
     let mut d = Daemon::new(cfg, writer, sink, std_listener, local, &replay.point)
         .map_err(|e| CliError::runtime(format!("cannot set up the event loop: {e}")))?;
+    d.triggers.check().map_err(CliError::usage)?;
+    if let Some((l, addr)) = metrics_listener {
+        let mut m = metrics::MetricsServer::new(l, addr);
+        m.register(d.poll.registry(), METRICS)
+            .map_err(|e| CliError::runtime(format!("cannot set up the event loop: {e}")))?;
+        d.metrics = Some(m);
+    }
     log::info!(
         "tidstorage {} serving; status file {} ({} record(s) replayed, {} storage(s) in the last point); pid {}",
         env!("CARGO_PKG_VERSION"),
@@ -247,87 +174,22 @@ pub fn serve(cfg: Config, detach: bool, level: log::LevelFilter) -> Result<()> {
         replay.point.len(),
         std::process::id()
     );
+    // Before "listening on": whoever waits for that line finds this one.
+    if let Some(m) = &d.metrics {
+        log::info!("metrics on http://{}/metrics", m.local);
+    }
     log::info!("listening on {local}");
     if sc.log_file.is_some() && !detach {
         // The log goes to a file: say it where whoever started us looks.
+        if let Some(m) = &d.metrics {
+            println!("metrics on http://{}/metrics", m.local);
+        }
         println!("listening on {local}");
         let _ = std::io::Write::flush(&mut std::io::stdout());
     }
     let r = d.run();
     drop(pidfile);
     r.map_err(|e| CliError::runtime(format!("event loop failed: {e}")))
-}
-
-/// Notices of one kind logged per window before the rest are only counted
-/// (a broken client can cause one per event: hundreds of thousands a
-/// second would fill the disk). Counters in INFO still count every one.
-const NOTICES_PER_WINDOW: u32 = 20;
-const NOTICE_WINDOW: Duration = Duration::from_secs(10);
-
-/// Rate limit of engine notices in the log, per kind. Over the budget a
-/// kind is muted in the engine (counted there, not even formatted) until
-/// the window ends.
-struct NoticeLimiter {
-    window_start: Duration,
-    /// (kind, logged in this window, suppressed in this window)
-    seen: Vec<(NoticeKind, u32, u64)>,
-}
-
-impl NoticeLimiter {
-    fn new() -> NoticeLimiter {
-        NoticeLimiter {
-            window_start: Duration::ZERO,
-            seen: Vec::new(),
-        }
-    }
-
-    fn entry(&mut self, kind: NoticeKind) -> &mut (NoticeKind, u32, u64) {
-        let i = match self.seen.iter().position(|(k, _, _)| *k == kind) {
-            Some(i) => i,
-            None => {
-                self.seen.push((kind, 0, 0));
-                self.seen.len() - 1
-            }
-        };
-        &mut self.seen[i]
-    }
-
-    /// Logs `n` unless its kind is over the limit; then mutes the kind.
-    fn log(&mut self, engine: &mut Engine, n: Notice) {
-        let entry = self.entry(n.kind);
-        if entry.1 >= NOTICES_PER_WINDOW {
-            entry.2 += 1;
-            engine.mute(n.kind);
-            return;
-        }
-        entry.1 += 1;
-        match n.level {
-            Level::Critical => log::error!("CRITICAL: {}", n.message),
-            Level::Error => log::error!("{}", n.message),
-            Level::Warn => log::warn!("{}", n.message),
-            Level::Info => log::info!("{}", n.message),
-        }
-    }
-
-    /// At the end of a window (or of the daemon): says how many were left
-    /// out, unmutes, and starts a new window.
-    fn roll(&mut self, engine: &mut Engine, now: Duration) {
-        for (kind, skipped) in engine.take_muted() {
-            self.entry(kind).2 += skipped;
-        }
-        for (kind, _, suppressed) in &self.seen {
-            if *suppressed > 0 {
-                let kind = serde_json::to_string(kind).unwrap_or_default();
-                log::warn!(
-                    "{suppressed} more {kind} notice(s) in the last {}s were not logged \
-                     (more than {NOTICES_PER_WINDOW} per window); INFO counts them all",
-                    NOTICE_WINDOW.as_secs()
-                );
-            }
-        }
-        self.seen.clear();
-        self.window_start = now;
-    }
 }
 
 struct Daemon {
@@ -356,13 +218,18 @@ struct Daemon {
     status_active: bool,
     /// After a failed interval fsync, when to try again (no busy loop).
     sync_retry_at: Duration,
-    notices: NoticeLimiter,
+    notices: notices::NoticeLimiter,
     sink: logfile::LogSink,
     triggers: Triggers,
-    bootstrap_seen: BootstrapState,
     next_bootstrap_retry: Option<Duration>,
     started: Instant,
     local: SocketAddr,
+    metrics: Option<metrics::MetricsServer>,
+    /// Status-file writes and fsyncs that failed (a metric).
+    status_write_errors: u64,
+    last_record_unix: Option<f64>,
+    /// Ids resolved by the operator and not yet named in a record.
+    pending_resolved: Vec<String>,
 }
 
 impl Daemon {
@@ -413,13 +280,16 @@ impl Daemon {
             dump_cache: None,
             status_active: false,
             sync_retry_at: Duration::ZERO,
-            notices: NoticeLimiter::new(),
+            notices: notices::NoticeLimiter::new(),
             sink,
             triggers,
-            bootstrap_seen: BootstrapState::NotStarted,
             next_bootstrap_retry: None,
             started: Instant::now(),
             local,
+            metrics: None,
+            status_write_errors: 0,
+            last_record_unix: None,
+            pending_resolved: Vec::new(),
             cfg,
         })
     }
@@ -451,9 +321,14 @@ impl Daemon {
             if self.accept_again {
                 self.accept();
             }
+            if self.metrics.as_ref().is_some_and(|m| m.accept_again) {
+                self.metrics_accept();
+            }
             for ev in events.iter() {
                 match ev.token() {
                     LISTENER => self.accept(),
+                    METRICS => self.metrics_accept(),
+                    t if metrics::MetricsServer::owns(t) => self.metrics_ready(t),
                     SIGNALS => {
                         let p = self.signals.drain();
                         if p.reopen {
@@ -482,7 +357,10 @@ impl Daemon {
 
     /// The poll timeout: the earliest deadline of every timer.
     fn timeout(&self) -> Option<Duration> {
-        if !self.again.is_empty() || self.accept_again {
+        if !self.again.is_empty()
+            || self.accept_again
+            || self.metrics.as_ref().is_some_and(|m| m.accept_again)
+        {
             return Some(Duration::ZERO);
         }
         let now = self.started.elapsed();
@@ -497,6 +375,7 @@ impl Daemon {
                 .max(self.sync_retry_at)
         }));
         deadlines.extend(self.next_bootstrap_retry);
+        deadlines.extend(self.metrics.as_ref().and_then(|m| m.next_deadline()));
         let mut t = deadlines.into_iter().min().map(|d| d.saturating_sub(now));
         if self.triggers.busy() {
             let reap = Duration::from_millis(200);
@@ -630,7 +509,9 @@ impl Daemon {
                 }
             };
             match cmd {
-                Command::Begin { txn, storages } => self.engine.begin(now, &txn, &storages),
+                Command::Begin { txn, storages } => {
+                    self.engine.begin_from(now, &txn, &storages, Some(c.peer))
+                }
                 Command::Commit { txn, tids } => {
                     self.engine.commit(now, &txn, &tids);
                     self.collect_changes(now);
@@ -669,6 +550,25 @@ impl Daemon {
                         return false;
                     }
                 }
+                Command::InFlight => {
+                    let answer = answers::InFlightAnswer {
+                        transactions: self
+                            .engine
+                            .in_flight(now)
+                            .into_iter()
+                            .map(wire_transaction)
+                            .collect(),
+                    };
+                    if !self.answer_json(c, &answer) {
+                        return false;
+                    }
+                }
+                Command::Resolve { txn } => {
+                    let answer = self.resolve(now, txn, c.peer);
+                    if !self.answer_json(c, &answer) {
+                        return false;
+                    }
+                }
                 Command::Quit => {
                     c.closing = true;
                     return true;
@@ -678,13 +578,107 @@ impl Daemon {
         }
     }
 
-    /// Engine notices to the log, within the per-kind budget; at the end
-    /// of a window (or with `final_roll`), the count of those left out.
+    /// Queues one JSON answer (INFLIGHT, RESOLVE); false = close `c`.
+    fn answer_json(&self, c: &mut Conn, v: &impl serde::Serialize) -> bool {
+        // Serializing plain data to a String cannot fail.
+        let json = serde_json::to_string(v).unwrap_or_default();
+        match protocol::encode_info(&mut c.out, &json) {
+            Ok(()) => true,
+            Err(e) => {
+                log::error!("{}: cannot answer: {e}", c.peer);
+                false
+            }
+        }
+    }
+
+    /// RESOLVE: the engine stops waiting for `txn` and recomputes; the
+    /// resolution goes into the status file at once (an `f` record naming
+    /// it), so a restart starts from the point it allowed.
+    fn resolve(&mut self, now: Now, txn: String, peer: SocketAddr) -> answers::ResolveAnswer {
+        let r = self.engine.resolve(now, &txn);
+        self.collect_changes(now);
+        let mut recorded = None;
+        if r.resolved.is_empty() {
+            log::info!(
+                "{peer}: resolve {txn:?} refused: {}",
+                r.refused.as_deref().unwrap_or("")
+            );
+        } else {
+            self.pending_resolved.push(txn.clone());
+            recorded = Some(if !self.status_active {
+                "with the first record after bootstrap".to_string()
+            } else if self.engine.published().is_empty() {
+                "with the first record (nothing is published yet)".to_string()
+            } else {
+                self.write_record(RecordKind::Full, now);
+                if self.pending_resolved.is_empty() {
+                    "status file".to_string()
+                } else {
+                    "with the next record (this write failed; see the log)".to_string()
+                }
+            });
+        }
+        answers::ResolveAnswer {
+            id: txn,
+            resolved: r.resolved.into_iter().map(wire_transaction).collect(),
+            refused: r.refused,
+            recorded,
+        }
+    }
+
+    fn metrics_accept(&mut self) {
+        let now = self.started.elapsed();
+        if let Some(m) = self.metrics.as_mut() {
+            m.accept(self.poll.registry(), &self.cfg.server.allow, now);
+        }
+    }
+
+    fn metrics_ready(&mut self, token: Token) {
+        let now = self.now();
+        let Some(m) = self.metrics.as_mut() else {
+            return;
+        };
+        let engine = &self.engine;
+        let daemon = crate::metrics::DaemonCounters {
+            connections: self.live,
+            status_write_errors: self.status_write_errors,
+            last_record_unix: self.last_record_unix,
+            uptime_seconds: now.mono.as_secs_f64(),
+        };
+        m.ready(self.poll.registry(), token, &mut self.scratch, || {
+            crate::metrics::render(&crate::metrics::Snapshot {
+                engine,
+                now,
+                daemon,
+            })
+        });
+    }
+
+    /// Engine notices: bootstrap progress acted on, then every notice to the
+    /// log within the per-kind budget; at the end of a window (or with
+    /// `final_roll`), the count of those left out. The engine's notices are
+    /// the one record of bootstrap changes: the loop keeps no copy of its
+    /// state, so each change is logged once, by the engine's line.
     fn log_notices(&mut self, now: Now, final_roll: bool) {
         for n in self.engine.drain_notices() {
+            match n.kind {
+                NoticeKind::BootstrapStarted => {
+                    let missing = self.engine.bootstrap_missing();
+                    if !missing.is_empty() {
+                        self.triggers.fire(&missing);
+                        self.next_bootstrap_retry = Some(now.mono + self.triggers.retry());
+                    }
+                }
+                NoticeKind::BootstrapComplete => {
+                    self.next_bootstrap_retry = None;
+                    self.status_active = true;
+                    self.schedule.on_opened(now.mono);
+                }
+                _ => {}
+            }
             self.notices.log(&mut self.engine, n);
         }
-        if final_roll || now.mono >= self.notices.window_start + NOTICE_WINDOW {
+        if final_roll || self.notices.window_over(now.mono) {
             self.notices.roll(&mut self.engine, now.mono);
         }
     }
@@ -731,7 +725,10 @@ impl Daemon {
         }
         self.log_notices(now, false);
         self.collect_changes(now);
-        self.bootstrap(now);
+        self.bootstrap_retry(now);
+        if let Some(m) = self.metrics.as_mut() {
+            m.expire(self.poll.registry(), now.mono);
+        }
         self.triggers.reap();
         if self.status_active {
             if let Some(kind) = self.schedule.due(now.mono) {
@@ -745,36 +742,18 @@ impl Daemon {
                 .is_some_and(|t| t <= Instant::now())
         {
             if let Err(e) = self.writer.sync() {
+                self.status_write_errors += 1;
                 log::error!("{e}; retrying in a second");
                 self.sync_retry_at = now.mono + Duration::from_secs(1);
             }
         }
     }
 
-    fn bootstrap(&mut self, now: Now) {
-        let state = self.engine.bootstrap_state();
-        if state != self.bootstrap_seen {
-            match state {
-                BootstrapState::InProgress => {
-                    let missing = self.engine.bootstrap_missing();
-                    log::info!(
-                        "bootstrap started: waiting for a commit on {} storage(s): {}",
-                        missing.len(),
-                        missing.join(", ")
-                    );
-                    self.triggers.fire(&missing);
-                    self.next_bootstrap_retry = Some(now.mono + self.triggers.retry());
-                }
-                BootstrapState::Complete => {
-                    log::info!("bootstrap complete: publishing coherency points");
-                    self.next_bootstrap_retry = None;
-                    self.status_active = true;
-                    self.schedule.on_opened(now.mono);
-                }
-                BootstrapState::NotStarted => {}
-            }
-            self.bootstrap_seen = state;
-        } else if state == BootstrapState::InProgress
+    /// Re-fires the triggers of storages still missing every
+    /// `bootstrap.retry` (the first firing follows the engine's
+    /// bootstrap-started notice, in `log_notices`).
+    fn bootstrap_retry(&mut self, now: Now) {
+        if self.engine.bootstrap_state() == BootstrapState::InProgress
             && self.next_bootstrap_retry.is_some_and(|d| d <= now.mono)
         {
             let missing = self.engine.bootstrap_missing();
@@ -803,16 +782,22 @@ impl Daemon {
             self.schedule.point_empty();
             return;
         }
-        match self.writer.write(kind, &entries, now.unix) {
+        match self
+            .writer
+            .write_noted(kind, &entries, now.unix, &self.pending_resolved)
+        {
             Ok(_) => {
                 self.schedule.written(kind, now.mono);
                 self.delta.clear();
+                self.pending_resolved.clear();
+                self.last_record_unix = Some(now.unix);
             }
             Err(e) => {
                 log::error!(
                     "cannot write to the status file {}: {e}; still serving, retrying at the next period",
                     self.cfg.server.status_file.display()
                 );
+                self.status_write_errors += 1;
                 self.schedule.failed(now.mono);
             }
         }
@@ -856,5 +841,25 @@ impl Daemon {
             self.live,
             self.engine.in_flight_count()
         );
+    }
+}
+
+/// An engine in-flight entry as the INFLIGHT and RESOLVE answers carry it.
+fn wire_transaction(t: InFlightInfo) -> answers::InFlightTransaction {
+    answers::InFlightTransaction {
+        state: if t.orphan {
+            answers::TxnState::Orphan
+        } else {
+            answers::TxnState::InFlight
+        },
+        blocking: !t.holds_back.is_empty(),
+        id: t.id,
+        age_seconds: t.age_seconds,
+        storages: t.storages,
+        holds_back: t.holds_back,
+        blocking_seconds: t.blocking_seconds,
+        stale: t.stale,
+        client: t.client.map(|c| c.to_string()),
+        blocked_because: t.blocked_because,
     }
 }

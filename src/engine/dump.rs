@@ -76,10 +76,11 @@ impl Engine {
                 .collect();
             let _ = writeln!(
                 o,
-                "  {}{}{} age {:.1}s: {}{}",
+                "  {}{}{}{} age {:.1}s: {}{}",
                 q(&t.id),
                 if t.orphan { " [orphan]" } else { "" },
                 if t.stale { " [stale]" } else { "" },
+                t.client.map(|c| format!(" from {c}")).unwrap_or_default(),
                 now.mono.saturating_sub(t.begun).as_secs_f64(),
                 if parts.is_empty() {
                     "no storage".to_string()

@@ -18,6 +18,8 @@
 
 mod compute;
 mod dump;
+mod health;
+pub use health::Resolution;
 #[cfg(test)]
 mod model;
 #[cfg(test)]
@@ -25,6 +27,7 @@ mod tests;
 
 use std::cell::{Ref, RefCell};
 use std::collections::{BTreeMap, BTreeSet, HashMap};
+use std::net::SocketAddr;
 use std::time::Duration;
 
 use serde::Serialize;
@@ -102,8 +105,11 @@ pub enum NoticeKind {
     /// Reports about one transaction that cannot all be true (two TIDs for
     /// one storage, ABORT after a COMMIT was reported).
     ConflictingOutcome,
-    /// An in-flight transaction older than `stale_after`.
+    /// An in-flight transaction older than `stale_after` (reported when it
+    /// becomes stale, then again each time its age doubles).
     Stale,
+    /// The operator declared a transaction finished (`tidstorage resolve`).
+    Resolved,
     /// A COMMIT TID too far in the future.
     FutureTid,
     BootstrapStarted,
@@ -133,6 +139,19 @@ pub struct Counters {
     pub stale: u64,
 }
 
+/// How transactions ended since start-up (the `outcome` label of
+/// `tidstorage_transactions_total`; orphaned and unknown ones are counted in
+/// [`Counters`]).
+#[derive(Debug, Clone, Default, PartialEq, Eq, Serialize)]
+pub struct Outcomes {
+    /// Begun, then committed on every storage of its BEGIN.
+    pub committed: u64,
+    /// Begun, then aborted.
+    pub aborted: u64,
+    /// Declared finished by the operator (`resolve`).
+    pub resolved: u64,
+}
+
 /// Sizes of the engine's state, for the memory test and `INFO`.
 #[derive(Debug, Clone, Default, PartialEq, Eq, Serialize)]
 pub struct MemoryStats {
@@ -151,7 +170,8 @@ pub struct MemoryStats {
     pub notices_queued: usize,
 }
 
-/// One in-flight transaction, as `INFO` and the USR1 dump show it.
+/// One in-flight transaction, as `INFO`, `INFLIGHT` and the USR1 dump show
+/// it.
 #[derive(Debug, Clone, PartialEq, Serialize)]
 pub struct InFlightInfo {
     /// The client's transaction id (orphans keep the id they had).
@@ -162,6 +182,14 @@ pub struct InFlightInfo {
     pub storages: Vec<String>,
     /// Why no later message can end it, when that is so.
     pub blocked_because: Option<String>,
+    /// Address of the connection its BEGIN came on, when known.
+    pub client: Option<SocketAddr>,
+    /// Storages whose published point it holds back: a commit waits above
+    /// its cap there, or behind a commit that does (no-split rule). Sorted.
+    pub holds_back: Vec<String>,
+    /// How long the oldest commit it holds back has waited, in TID time
+    /// (`now` minus that commit's TID); `None` when it holds nothing back.
+    pub blocking_seconds: Option<f64>,
 }
 
 /// What a transaction's COMMIT(s) said about one storage.
@@ -196,6 +224,9 @@ struct Txn {
     begun: Duration,
     serial: u64,
     stale: bool,
+    /// When `tick` reports it next (its key in `watch`).
+    next_report: Duration,
+    client: Option<SocketAddr>,
     /// Sorted by storage index, one per storage.
     parts: Vec<Part>,
     /// Set when no later message can end it (never guess an outcome).
@@ -308,7 +339,7 @@ pub struct Engine {
     pending_entries: usize,
     /// Every in-flight transaction by (begin instant, serial).
     by_age: BTreeSet<(Duration, u64, u32)>,
-    /// In-flight transactions not yet reported stale, by deadline.
+    /// In-flight transactions by the instant `tick` reports them next.
     watch: BTreeSet<(Duration, u64, u32)>,
     serial: u64,
     gen: u64,
@@ -322,6 +353,7 @@ pub struct Engine {
     /// Kinds the caller muted, with the notices skipped since.
     muted: Vec<(NoticeKind, u64)>,
     counters: Counters,
+    outcomes: Outcomes,
     scratch_st: Vec<u32>,
     scratch_c: Vec<u32>,
 }
@@ -390,6 +422,7 @@ impl Engine {
             notices: Vec::new(),
             muted: Vec::new(),
             counters: Counters::default(),
+            outcomes: Outcomes::default(),
             scratch_st: Vec::new(),
             scratch_c: Vec::new(),
         };
@@ -486,6 +519,18 @@ impl Engine {
 
     /// BEGIN: `txn` starts its two-phase commit on `storages`.
     pub fn begin(&mut self, now: Now, txn: &str, storages: &[String]) {
+        self.begin_from(now, txn, storages, None);
+    }
+
+    /// [`Engine::begin`] with the address the BEGIN came from, shown by
+    /// `INFLIGHT` and in stale-transaction lines.
+    pub fn begin_from(
+        &mut self,
+        now: Now,
+        txn: &str,
+        storages: &[String],
+        client: Option<SocketAddr>,
+    ) {
         if let Some(old) = self.by_id.remove(txn) {
             self.make_orphan(old);
         }
@@ -506,6 +551,9 @@ impl Engine {
             })
             .collect();
         let slot = self.insert_txn(now, txn.to_string(), parts);
+        if let Some(t) = self.txns[slot as usize].as_mut() {
+            t.client = client;
+        }
         self.by_id.insert(txn.to_string(), slot);
     }
 
@@ -546,6 +594,8 @@ impl Engine {
             begun: now.mono,
             serial: self.serial,
             stale: false,
+            next_report: now.mono + self.cfg.stale_after,
+            client: None,
             parts,
             blocked: None,
         };
@@ -557,8 +607,7 @@ impl Engine {
             }
         };
         self.by_age.insert((t.begun, t.serial, slot));
-        self.watch
-            .insert((t.begun + self.cfg.stale_after, t.serial, slot));
+        self.watch.insert((t.next_report, t.serial, slot));
         self.txns[slot as usize] = Some(t);
         slot
     }
@@ -571,7 +620,7 @@ impl Engine {
         self.free_txns.push(slot);
         let (b, ser) = t.age_key();
         self.by_age.remove(&(b, ser, slot));
-        self.watch.remove(&(b + self.cfg.stale_after, ser, slot));
+        self.watch.remove(&(t.next_report, ser, slot));
         if !t.orphan {
             self.by_id.remove(&t.id);
         }
@@ -815,6 +864,9 @@ impl Engine {
             .map(|p| p.storage)
             .collect();
         if t.blocked.is_none() && missing.is_empty() {
+            if begun {
+                self.outcomes.committed += 1;
+            }
             let t = self.remove_txn(slot);
             let tids = t
                 .parts
@@ -876,6 +928,7 @@ impl Engine {
             .collect();
         if reported.is_empty() {
             self.remove_txn(slot);
+            self.outcomes.aborted += 1;
         } else {
             self.counters.conflicting_outcomes += 1;
             let msg = format!(
@@ -929,8 +982,9 @@ impl Engine {
         }
     }
 
-    /// Timers: reports, once each, in-flight transactions older than
-    /// `stale_after`. They keep blocking.
+    /// Timers: reports in-flight transactions older than `stale_after`,
+    /// once when they become stale, then each time their age doubles (at
+    /// most a day apart). They keep blocking.
     pub fn tick(&mut self, now: Now) {
         while let Some(&(deadline, serial, slot)) = self.watch.first() {
             if deadline > now.mono {
@@ -940,23 +994,43 @@ impl Engine {
             let Some(t) = self.txns[slot as usize].as_mut() else {
                 continue;
             };
-            if t.serial != serial || t.stale {
+            if t.serial != serial || t.next_report != deadline {
                 continue;
             }
+            let first = !t.stale;
             t.stale = true;
+            // From the schedule, not from `now`, so a late tick does not
+            // stretch the intervals; never less than a second apart.
+            let scheduled = deadline.saturating_sub(t.begun);
+            let step = scheduled
+                .min(Duration::from_secs(86_400))
+                .max(Duration::from_secs(1));
+            t.next_report = deadline + step;
+            self.watch.insert((t.next_report, serial, slot));
             let id = t.id.clone();
             let orphan = t.orphan;
+            let client = t.client;
             let age = now.mono.saturating_sub(t.begun);
             let parts: Vec<u32> = t.parts.iter().map(|p| p.storage).collect();
-            self.counters.stale += 1;
+            if first {
+                self.counters.stale += 1;
+            }
             let msg = format!(
-                "stale transaction: {}{} has been in flight for {} on {}; it keeps blocking \
-                 those storages (never guess an outcome); if its client is gone, restart the \
-                 daemon once you know how its commit ended",
+                "{}: {}{}{} has been in flight for {} on {}; it keeps blocking those storages \
+                 (never guess an outcome); once you know how its commit ended (its client is \
+                 gone, or the databases were checked), end it with `tidstorage resolve {}`; \
+                 reported again each time its age doubles",
+                if first {
+                    "stale transaction"
+                } else {
+                    "still stale"
+                },
                 if orphan { "orphan " } else { "" },
                 q(&id),
+                client.map(|c| format!(" from {c}")).unwrap_or_default(),
                 humantime::format_duration(Duration::from_secs(age.as_secs())),
-                self.names(parts)
+                self.names(parts),
+                shell_word(&id)
             );
             self.notice(Level::Error, NoticeKind::Stale, msg);
         }
@@ -1038,6 +1112,28 @@ impl Engine {
         &self.counters
     }
 
+    pub fn outcomes(&self) -> &Outcomes {
+        &self.outcomes
+    }
+
+    /// In-flight transactions already reported stale.
+    pub fn stale_count(&self) -> usize {
+        self.txns.iter().flatten().filter(|t| t.stale).count()
+    }
+
+    /// Orphans only (in-flight transactions no message can end by id).
+    pub fn orphan_count(&self) -> usize {
+        self.orphan_slots.len()
+    }
+
+    /// Every storage seen or configured: (id, known, published), in no
+    /// particular order. Walks all storages: for scrapes, not per event.
+    pub fn storage_points(&self) -> impl Iterator<Item = (&str, Option<Tid>, Option<Tid>)> {
+        self.st
+            .iter()
+            .map(|s| (s.name.as_str(), s.known, s.published))
+    }
+
     /// In-flight transactions, orphans included.
     pub fn in_flight_count(&self) -> usize {
         self.by_age.len()
@@ -1049,38 +1145,35 @@ impl Engine {
             .map(|(b, _, _)| now.mono.saturating_sub(*b))
     }
 
-    fn info(&self, now: Now, t: &Txn) -> InFlightInfo {
-        InFlightInfo {
-            id: t.id.clone(),
-            orphan: t.orphan,
-            age_seconds: now.mono.saturating_sub(t.begun).as_secs_f64(),
-            stale: t.stale,
-            storages: t
-                .parts
-                .iter()
-                .map(|p| self.st[p.storage as usize].name.clone())
-                .collect(),
-            blocked_because: t.blocked.clone(),
-        }
-    }
-
-    /// Blocking entries no message can end (cleared by a restart).
+    /// Blocking entries no message can end except `resolve` (a restart
+    /// clears them too).
     pub fn orphans(&self, now: Now) -> Vec<InFlightInfo> {
+        // The holds walk covers every storage: only when there is an orphan.
+        if self.orphan_slots.is_empty() {
+            return Vec::new();
+        }
+        let holds = self.holds();
         self.orphan_slots
             .iter()
-            .filter_map(|&s| self.txns[s as usize].as_ref())
-            .map(|t| self.info(now, t))
+            .filter_map(|&s| Some((s, self.txns[s as usize].as_ref()?)))
+            .map(|(s, t)| self.info(now, s, t, &holds))
             .collect()
     }
 
     /// In-flight transactions already reported stale, oldest first.
     pub fn stale(&self, now: Now) -> Vec<InFlightInfo> {
+        if self.stale_count() == 0 {
+            return Vec::new();
+        }
+        let holds = self.holds();
         self.by_age
             .iter()
-            .filter_map(|&(_, _, s)| self.txns[s as usize].as_ref())
-            .take_while(|t| now.mono.saturating_sub(t.begun) >= self.cfg.stale_after || t.stale)
-            .filter(|t| t.stale)
-            .map(|t| self.info(now, t))
+            .filter_map(|&(_, _, s)| Some((s, self.txns[s as usize].as_ref()?)))
+            .take_while(|(_, t)| {
+                now.mono.saturating_sub(t.begun) >= self.cfg.stale_after || t.stale
+            })
+            .filter(|(_, t)| t.stale)
+            .map(|(s, t)| self.info(now, s, t, &holds))
             .collect()
     }
 
@@ -1109,6 +1202,19 @@ impl Named {
             Named::No => None,
             Named::Accepted(t) | Named::Decreasing(t) | Named::Rejected(t) => Some(t),
         }
+    }
+}
+
+/// `id` as one shell word, for a command line quoted in the log.
+fn shell_word(id: &str) -> String {
+    if !id.is_empty()
+        && id
+            .bytes()
+            .all(|b| b.is_ascii_alphanumeric() || b"-_.:/@%+=,".contains(&b))
+    {
+        id.to_string()
+    } else {
+        format!("'{}'", id.replace('\'', "'\\''"))
     }
 }
 

@@ -453,9 +453,10 @@ fn future_tid_is_refused_and_the_transaction_keeps_blocking() {
 }
 
 #[test]
-fn stale_is_reported_once_and_keeps_blocking() {
+fn stale_is_reported_when_stale_then_at_a_slowing_interval_and_keeps_blocking() {
     let mut h = H::ready();
-    h.begin("t1", &["a"]);
+    let peer: std::net::SocketAddr = "10.0.0.7:51234".parse().unwrap();
+    h.e.begin_from(h.now(), "t1", &["a".to_string()], Some(peer));
     assert_eq!(h.e.next_deadline(), Some(Duration::from_secs(600)));
     h.secs = 599;
     h.e.tick(h.now());
@@ -467,11 +468,33 @@ fn stale_is_reported_once_and_keeps_blocking() {
     assert_eq!(n.len(), 1);
     assert_eq!(n[0].kind, NoticeKind::Stale);
     assert!(n[0].message.contains("'t1'") && n[0].message.contains("'a'"));
-    assert_eq!(h.e.next_deadline(), None);
-    h.secs = 6000;
+    assert!(
+        n[0].message.contains("from 10.0.0.7:51234"),
+        "{}",
+        n[0].message
+    );
+    assert!(
+        n[0].message.starts_with("stale transaction"),
+        "{}",
+        n[0].message
+    );
+    // Then each time its age doubles: 20 min, 40 min, 80 min...
+    assert_eq!(h.e.next_deadline(), Some(Duration::from_secs(1200)));
+    h.secs = 1199;
     h.e.tick(h.now());
     assert!(h.e.drain_notices().is_empty());
-    assert_eq!(h.e.counters().stale, 1);
+    h.secs = 1200;
+    h.e.tick(h.now());
+    let n = h.e.drain_notices();
+    assert_eq!(n.len(), 1);
+    assert!(n[0].message.starts_with("still stale"), "{}", n[0].message);
+    assert_eq!(h.e.next_deadline(), Some(Duration::from_secs(2400)));
+    // A late tick reports once, and the schedule does not drift.
+    h.secs = 6000;
+    h.e.tick(h.now());
+    assert_eq!(h.e.drain_notices().len(), 2, "at 2400 s and 4800 s");
+    assert_eq!(h.e.next_deadline(), Some(Duration::from_secs(9600)));
+    assert_eq!(h.e.counters().stale, 1, "one transaction became stale");
     assert_eq!(h.e.stale(h.now()).len(), 1);
     assert_eq!(
         h.e.oldest_in_flight_age(h.now()),
@@ -483,6 +506,132 @@ fn stale_is_reported_once_and_keeps_blocking() {
     h.commit("t1", &[("a", 2)]);
     assert_eq!(h.dump(), p(&[("a", 2)]));
     assert!(h.e.stale(h.now()).is_empty());
+    // The ended transaction is no longer watched.
+    assert_eq!(h.e.next_deadline(), None);
+}
+
+#[test]
+fn in_flight_names_what_each_transaction_holds_back() {
+    let mut h = H::ready();
+    h.begin("t1", &["a"]);
+    h.begin("t2", &["c"]);
+    // t3 commits on a and b: a is capped by t1, so b waits too (no split).
+    h.begin("t3", &["a", "b"]);
+    h.commit("t3", &[("a", 5), ("b", 5)]);
+    assert_eq!(h.dump(), p(&[]));
+    let v = h.e.in_flight(h.now());
+    assert_eq!(v.len(), 2);
+    assert_eq!(v[0].id, "t1");
+    assert_eq!(v[0].holds_back, vec!["a".to_string(), "b".to_string()]);
+    assert!(v[0].blocking_seconds.is_some());
+    // t2 caps c, where nothing waits.
+    assert_eq!(v[1].id, "t2");
+    assert!(v[1].holds_back.is_empty() && v[1].blocking_seconds.is_none());
+    // A partial commit holds back the storage it reported on.
+    h.begin("t4", &["d", "e"]);
+    h.commit("t4", &[("d", 7)]);
+    let v = h.e.in_flight(h.now());
+    let t4 = v.iter().find(|t| t.id == "t4").unwrap();
+    assert_eq!(t4.holds_back, vec!["d".to_string()]);
+    h.abort("t2");
+    h.commit("t1", &[("a", 4)]);
+    assert_eq!(h.dump(), p(&[("a", 5), ("b", 5)]));
+    assert!(h.e.in_flight(h.now()).iter().all(|t| t.id == "t4"));
+}
+
+#[test]
+fn resolve_ends_orphans_and_recomputes_at_once() {
+    let mut h = H::ready();
+    h.begin("t1", &["a", "b"]);
+    h.begin("t1", &["a"]);
+    h.commit("t1", &[("a", 1)]);
+    h.begin("t2", &["b"]);
+    h.commit("t2", &[("b", 2)]);
+    assert_eq!(h.dump(), p(&[]), "the orphan blocks a and b");
+    h.e.drain_notices();
+    let r = h.e.resolve(h.now(), "t1");
+    h.e.check_invariants();
+    assert_eq!(r.refused, None);
+    assert_eq!(r.resolved.len(), 1);
+    assert!(r.resolved[0].orphan);
+    assert_eq!(
+        r.resolved[0].holds_back,
+        vec!["a".to_string(), "b".to_string()]
+    );
+    // Recomputed without waiting for more traffic.
+    assert_eq!(h.dump(), p(&[("a", 1), ("b", 2)]));
+    let n = h.e.drain_notices();
+    assert_eq!(n.len(), 1);
+    assert_eq!(n[0].kind, NoticeKind::Resolved);
+    assert!(n[0].message.contains("'t1'"), "{}", n[0].message);
+    assert_eq!(h.e.outcomes().resolved, 1);
+    assert_eq!(h.e.in_flight_count(), 0);
+    // Nothing left with that id.
+    let r = h.e.resolve(h.now(), "t1");
+    assert!(r.resolved.is_empty());
+    assert!(r.refused.unwrap().contains("no transaction 't1'"));
+    assert!(h.e.drain_notices().is_empty());
+}
+
+#[test]
+fn resolve_leaves_a_live_transaction_alone_until_it_is_stale() {
+    let mut h = H::ready();
+    // Orphan and live one with the same id: only the orphan is resolved.
+    h.begin("t1", &["a"]);
+    h.begin("t1", &["b"]);
+    let r = h.e.resolve(h.now(), "t1");
+    assert_eq!(r.resolved.len(), 1);
+    assert_eq!(r.resolved[0].storages, vec!["a".to_string()]);
+    assert_eq!(h.e.in_flight_count(), 1);
+    // The live one is young: refused.
+    let r = h.e.resolve(h.now(), "t1");
+    assert!(r.resolved.is_empty());
+    assert!(r.refused.unwrap().contains("not stale"));
+    assert_eq!(h.e.in_flight_count(), 1);
+    // A client killed between BEGIN and COMMIT: once stale, resolvable.
+    h.begin("t2", &["b"]);
+    h.commit("t2", &[("b", 3)]);
+    assert_eq!(h.dump(), p(&[]));
+    h.secs = 600;
+    h.e.tick(h.now());
+    let r = h.e.resolve(h.now(), "t1");
+    h.e.check_invariants();
+    assert_eq!(r.resolved.len(), 1);
+    assert!(!r.resolved[0].orphan);
+    assert_eq!(h.dump(), p(&[("b", 3)]));
+    assert_eq!(h.e.next_deadline(), None);
+}
+
+#[test]
+fn resolving_a_partial_commit_keeps_what_it_reported_as_one_transaction() {
+    let mut h = H::ready();
+    h.begin("t1", &["a", "b"]);
+    h.commit("t1", &[("a", 5)]);
+    h.begin("t1", &["c"]);
+    h.begin("t2", &["a", "b"]);
+    h.commit("t2", &[("a", 6), ("b", 6)]);
+    assert_eq!(h.dump(), p(&[]));
+    h.e.resolve(h.now(), "t1");
+    h.e.check_invariants();
+    // Its a:5 is a value of the point; t2 follows it whole.
+    assert_eq!(h.dump(), p(&[("a", 6), ("b", 6)]));
+}
+
+#[test]
+fn resolve_before_bootstrap_waits_for_it() {
+    let mut h = H::new(&["a"]);
+    h.begin("t1", &["a"]);
+    h.begin("t1", &["a"]);
+    let r = h.e.resolve(h.now(), "t1");
+    assert_eq!(r.resolved.len(), 1);
+    assert!(h.e.drain_notices()[1]
+        .message
+        .contains("once bootstrap completes"));
+    h.commit("t1", &[("a", 2)]);
+    assert!(h.e.is_bootstrapped());
+    h.begin("t3", &["a"]);
+    h.commit("t3", &[("a", 3)]);
+    assert_eq!(h.dump(), p(&[("a", 3)]));
 }
 
 #[test]
@@ -590,5 +739,73 @@ impl Rng {
 
     pub fn below(&mut self, n: u64) -> u64 {
         self.next() % n
+    }
+}
+
+#[test]
+fn resolve_in_random_histories_keeps_every_invariant() {
+    // Duplicate begins (orphans), partial commits, aborts, time passing
+    // (stale transactions) and resolves in any order: after every event the
+    // engine's invariants hold (nothing published past the cap of a
+    // transaction still waited for, no remembered transaction split) and
+    // the point never goes down.
+    let ids = ["t0", "t1", "t2", "t3", "t4", "t5"];
+    let storages = ["a", "b", "c", "d"];
+    for seed in 1..=200u64 {
+        let mut rng = Rng(seed.wrapping_mul(0x9e37_79b9_7f4a_7c15));
+        let mut h = H::ready();
+        let mut clock = 0u64;
+        let mut last = p(&[]);
+        for step in 0..300 {
+            let id = ids[rng.below(ids.len() as u64) as usize];
+            let ctx = format!("seed {seed}, step {step}");
+            match rng.below(10) {
+                0..=3 => {
+                    let chosen: Vec<&str> = storages
+                        .iter()
+                        .copied()
+                        .filter(|_| rng.below(2) == 0)
+                        .collect();
+                    h.begin(id, &chosen);
+                }
+                4..=6 => {
+                    let mut chosen: Vec<&str> = storages
+                        .iter()
+                        .copied()
+                        .filter(|_| rng.below(2) == 0)
+                        .collect();
+                    if rng.below(5) == 0 && !chosen.is_empty() {
+                        chosen.pop();
+                    }
+                    let tids: Vec<(&str, u64)> = chosen
+                        .into_iter()
+                        .map(|s| {
+                            clock += 1;
+                            (s, clock)
+                        })
+                        .collect();
+                    h.commit(id, &tids);
+                }
+                7 => h.abort(id),
+                8 => {
+                    let before = h.e.in_flight_count();
+                    let r = h.e.resolve(h.now(), id);
+                    h.e.check_invariants();
+                    assert_eq!(h.e.in_flight_count(), before - r.resolved.len(), "{ctx}");
+                    assert_eq!(r.resolved.is_empty(), r.refused.is_some(), "{ctx}");
+                }
+                _ => {
+                    h.secs += rng.below(400);
+                    h.e.tick(h.now());
+                    h.e.check_invariants();
+                }
+            }
+            let now = h.dump();
+            for (s, t) in &last {
+                assert!(now.get(s).is_some_and(|v| v >= t), "point went down; {ctx}");
+            }
+            last = now;
+            h.e.drain_notices();
+        }
     }
 }

@@ -32,6 +32,12 @@ pub enum Command {
     Bootstraped,
     Quit,
     Info,
+    /// Extension: every in-flight and orphaned transaction (one JSON field).
+    InFlight,
+    /// Extension: the operator declares transaction `txn` finished.
+    Resolve {
+        txn: String,
+    },
     /// A word that is none of the above, lossily decoded, for a debug log.
     Unknown(String),
 }
@@ -49,6 +55,7 @@ enum State {
         storages: Vec<String>,
     },
     AbortTxn,
+    ResolveTxn,
     CommitTxn,
     CommitCount {
         txn: String,
@@ -165,6 +172,8 @@ impl Decoder {
                         State::AbortTxn
                     } else if is("commit") {
                         State::CommitTxn
+                    } else if is("resolve") {
+                        State::ResolveTxn
                     } else {
                         let cmd = if is("dump") {
                             Command::Dump
@@ -174,6 +183,8 @@ impl Decoder {
                             Command::Quit
                         } else if is("info") {
                             Command::Info
+                        } else if is("inflight") {
+                            Command::InFlight
                         } else {
                             Command::Unknown(field.word())
                         };
@@ -213,6 +224,10 @@ impl Decoder {
                 State::AbortTxn => {
                     let txn = field.text("transaction id of ABORT")?;
                     return Ok(Some(Command::Abort { txn }));
+                }
+                State::ResolveTxn => {
+                    let txn = field.text("transaction id of RESOLVE")?;
+                    return Ok(Some(Command::Resolve { txn }));
                 }
                 State::CommitTxn => State::CommitCount {
                     txn: field.text("transaction id of COMMIT")?,
@@ -267,7 +282,7 @@ impl Decoder {
 
 #[cfg(test)]
 mod tests {
-    use super::super::{encode_begin, encode_commit, encode_word, FrameErrorKind};
+    use super::super::{encode_begin, encode_commit, encode_resolve, encode_word, FrameErrorKind};
     use super::*;
     use proptest::prelude::*;
 
@@ -766,6 +781,8 @@ mod tests {
             Just(Command::Dump),
             Just(Command::Bootstraped),
             Just(Command::Info),
+            Just(Command::InFlight),
+            id().prop_map(|txn| Command::Resolve { txn }),
             Just(Command::Quit),
             "[A-Za-z]{1,10}"
                 .prop_filter("not a known word", |w| {
@@ -777,6 +794,8 @@ mod tests {
                         "bootstraped",
                         "quit",
                         "info",
+                        "inflight",
+                        "resolve",
                     ]
                     .contains(&w.to_ascii_lowercase().as_str())
                 })
@@ -794,6 +813,8 @@ mod tests {
                 Command::Dump => encode_word(&mut out, "dump"),
                 Command::Bootstraped => encode_word(&mut out, "Bootstraped"),
                 Command::Info => encode_word(&mut out, "INFO"),
+                Command::InFlight => encode_word(&mut out, "INFLIGHT"),
+                Command::Resolve { txn } => encode_resolve(&mut out, txn),
                 Command::Quit => encode_word(&mut out, "QUIT"),
                 Command::Unknown(w) => encode_word(&mut out, w),
             }

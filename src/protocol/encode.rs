@@ -95,7 +95,8 @@ pub fn encode_bootstraped(out: &mut Vec<u8>, done: bool) {
     put(out, if done { b"1" } else { b"0" });
 }
 
-/// Server: the answer to INFO, one field. `json` must be compact JSON
+/// Server: the answer to INFO (and to the INFLIGHT and RESOLVE
+/// extensions), one field. `json` must be compact JSON
 /// (serde_json's `to_string` never emits a raw line break).
 pub fn encode_info(out: &mut Vec<u8>, json: &str) -> Result<(), EncodeError> {
     check(json)?;
@@ -142,6 +143,15 @@ pub fn encode_commit<S: AsRef<str>>(
     put(out, b"COMMIT");
     put(out, txn.as_bytes());
     put_dict(out, tids)
+}
+
+/// Client (extension): `RESOLVE txn`, the operator declaring `txn`
+/// finished; the answer is one JSON field.
+pub fn encode_resolve(out: &mut Vec<u8>, txn: &str) -> Result<(), EncodeError> {
+    check(txn)?;
+    put(out, b"RESOLVE");
+    put(out, txn.as_bytes());
+    Ok(())
 }
 
 /// Client: `ABORT txn`.

@@ -27,6 +27,12 @@
 //! | `BOOTSTRAPED` |                             | one field, `1` or `0`   |
 //! | `QUIT`        |                             | the server hangs up     |
 //! | `INFO`        |                             | one field: a JSON object|
+//! | `INFLIGHT`    |                             | one field: a JSON object|
+//! | `RESOLVE`     | txn id                      | one field: a JSON object|
+//!
+//! `INFO`, `INFLIGHT` and `RESOLVE` are extensions (words the original
+//! clients never send): `INFLIGHT` lists every in-flight and orphaned
+//! transaction with what it holds back, `RESOLVE` is `tidstorage resolve`.
 //!
 //! # Decisions (the original is silent or accidental on these)
 //!
@@ -72,6 +78,7 @@
 //!   a newline have arrived (the rest is never buffered); a count above
 //!   [`Limits::max_list`] is reported before any item is read.
 
+pub mod answers;
 mod decode;
 mod encode;
 mod fields;
@@ -80,7 +87,7 @@ mod response;
 pub use decode::{Command, Decoder};
 pub use encode::{
     encode_abort, encode_begin, encode_bootstraped, encode_commit, encode_dump, encode_info,
-    encode_word, EncodeError,
+    encode_resolve, encode_word, EncodeError,
 };
 pub use response::{Expect, Response, ResponseDecoder};
 

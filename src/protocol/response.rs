@@ -20,6 +20,8 @@ pub enum Expect {
     Dump,
     Bootstraped,
     Info,
+    /// The INFLIGHT or RESOLVE extensions: one JSON field, like INFO.
+    Json,
 }
 
 /// A decoded server answer.
@@ -30,6 +32,8 @@ pub enum Response {
     Bootstraped(bool),
     /// The JSON text of an INFO answer, not parsed here.
     Info(String),
+    /// The JSON text of an INFLIGHT or RESOLVE answer, not parsed here.
+    Json(String),
 }
 
 enum State {
@@ -158,6 +162,11 @@ impl ResponseDecoder {
                         let json = field.text("INFO answer")?;
                         self.expected.pop_front();
                         return Ok(Some(Response::Info(json)));
+                    }
+                    Some(Expect::Json) => {
+                        let json = field.text("JSON answer")?;
+                        self.expected.pop_front();
+                        return Ok(Some(Response::Json(json)));
                     }
                 },
                 State::DumpKeys { left, mut keys } => {

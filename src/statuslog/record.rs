@@ -15,6 +15,16 @@
 //! what a Python 2 client sent on the wire. Values are plain decimal integers
 //! (no `L`), valid in both Pythons.
 //!
+//! A record written when the operator resolves a transaction (`tidstorage
+//! resolve`) carries a note between the dict and the checksum, a Python
+//! comment like the checksum, so every reader that `eval`s the dict (the
+//! original's check_tid_log.py, tid_log_to_full.py, restore_tidstorage.py)
+//! still reads it; the crc covers it:
+//!
+//! ```text
+//! 1732212345.67 f {'a': 2859} # resolved '10.0.0.7:8080_7f3a' #crc32=0a1b2c3d\n
+//! ```
+//!
 //! The parser accepts what the original Python 2 daemon wrote as well: `L`
 //! suffixes, `u'...'` keys, both quote styles, Python's escapes, a missing
 //! crc. It refuses what either Python would read differently (leading zeros,
@@ -28,6 +38,8 @@ use crate::tid::Tid;
 
 /// What sits between the dict and the checksum.
 pub const CRC_MARKER: &str = " #crc32=";
+/// What starts the note of a record written by `resolve`, after the dict.
+pub const RESOLVED_MARKER: &str = " # resolved ";
 /// `CRC_MARKER` plus 8 hex digits.
 const CRC_SUFFIX_LEN: usize = CRC_MARKER.len() + 8;
 
@@ -149,6 +161,17 @@ pub fn format_record(rec: &Record) -> String {
 
 /// `format_record` without building a `Record` (the writer's path).
 pub(crate) fn format_line(centis: u64, kind: RecordKind, entries: &[(String, Tid)]) -> String {
+    format_noted_line(centis, kind, entries, &[])
+}
+
+/// A line with the note of a `resolve` naming the transaction ids in
+/// `resolved` (none: no note, the plain line).
+pub(crate) fn format_noted_line(
+    centis: u64,
+    kind: RecordKind,
+    entries: &[(String, Tid)],
+    resolved: &[String],
+) -> String {
     let mut sorted: Vec<&(String, Tid)> = entries.iter().collect();
     sorted.sort_by(|a, b| a.0.cmp(&b.0));
     let mut s = String::with_capacity(32 + entries.iter().map(|e| e.0.len() + 26).sum::<usize>());
@@ -168,6 +191,15 @@ pub(crate) fn format_line(centis: u64, kind: RecordKind, entries: &[(String, Tid
         let _ = write!(s, ": {}", tid.0);
     }
     s.push('}');
+    if !resolved.is_empty() {
+        s.push_str(RESOLVED_MARKER);
+        for (i, id) in resolved.iter().enumerate() {
+            if i > 0 {
+                s.push_str(", ");
+            }
+            push_py_repr(&mut s, id);
+        }
+    }
     let crc = crc32fast::hash(s.as_bytes());
     let _ = writeln!(s, "{CRC_MARKER}{crc:08x}");
     s
@@ -243,6 +275,7 @@ pub fn parse_record(line: &str) -> Result<Record, LineError> {
     p.pos += 1;
     p.expect_byte(b' ', "a space after the record type")?;
     let entries = p.dict()?;
+    p.resolved_note()?;
     p.skip_blanks();
     if p.pos != body.len() {
         let what = if body[p.pos..].starts_with('#') {
@@ -290,6 +323,24 @@ impl<'a> Parser<'a> {
             Ok(())
         } else {
             Err(LineError::syntax(self.pos, format!("expected {what}")))
+        }
+    }
+
+    /// The optional note of a `resolve` record: the marker, then one or
+    /// more Python string literals separated by `, `. Checked, not kept:
+    /// the ids are for people reading the file.
+    fn resolved_note(&mut self) -> Result<(), LineError> {
+        if !self.s[self.pos..].starts_with(RESOLVED_MARKER) {
+            return Ok(());
+        }
+        self.pos += RESOLVED_MARKER.len();
+        loop {
+            self.string()?;
+            if self.s[self.pos..].starts_with(", ") {
+                self.pos += 2;
+            } else {
+                return Ok(());
+            }
         }
     }
 
@@ -613,6 +664,33 @@ mod tests {
                 .collect(),
             had_crc: true,
         }
+    }
+
+    #[test]
+    fn resolve_note_round_trips_under_the_crc() {
+        let ids = vec![
+            "10.0.0.7:8080_7f3a".to_string(),
+            "it's #crc32=x".to_string(),
+        ];
+        let entries = vec![("a".to_string(), Tid(7))];
+        let line = format_noted_line(12345, RecordKind::Full, &entries, &ids);
+        assert!(
+            line.starts_with(
+                "123.45 f {'a': 7} # resolved '10.0.0.7:8080_7f3a', \"it's #crc32=x\" #crc32="
+            ),
+            "{line}"
+        );
+        let r = parse_record(&line).unwrap();
+        assert_eq!(r, rec(12345, RecordKind::Full, &[("a", 7)]));
+        // The crc covers the note: changing it is damage.
+        let bad = line.replace("7f3a", "7f3b");
+        assert!(parse_record(&bad).unwrap_err().is_crc());
+        // A note cut short is a torn write, not a record.
+        let cut = line.split(" #crc32=").next().unwrap();
+        assert!(parse_record(&cut[..cut.len() - 3]).is_err());
+        // Anything else after the dict is still refused.
+        assert!(parse_record("1.00 f {'a': 7} # resolvedx 'y'\n").is_err());
+        assert!(parse_record("1.00 f {'a': 7} # resolved y\n").is_err());
     }
 
     #[test]

@@ -33,7 +33,7 @@ use std::str::FromStr;
 use std::time::{Duration, Instant};
 
 use super::reader::MAX_LINE;
-use super::record::{format_line, parse_record, RecordKind};
+use super::record::{format_noted_line, parse_record, RecordKind};
 use crate::tid::Tid;
 
 /// When records are forced to disk.
@@ -173,6 +173,18 @@ impl StatusWriter {
         entries: &[(String, Tid)],
         now_unix: f64,
     ) -> io::Result<u64> {
+        self.write_noted(kind, entries, now_unix, &[])
+    }
+
+    /// [`StatusWriter::write`] with the note of a `resolve` naming the
+    /// transaction ids the operator declared finished (see `record.rs`).
+    pub fn write_noted(
+        &mut self,
+        kind: RecordKind,
+        entries: &[(String, Tid)],
+        now_unix: f64,
+        resolved: &[String],
+    ) -> io::Result<u64> {
         self.remove_partial()?;
         let mut centis = unix_to_centis(now_unix);
         if let Some(last) = self.last_centis {
@@ -180,7 +192,7 @@ impl StatusWriter {
                 centis = last.saturating_add(1);
             }
         }
-        let line = format_line(centis, kind, entries);
+        let line = format_noted_line(centis, kind, entries, resolved);
         let before = self
             .file
             .metadata()
