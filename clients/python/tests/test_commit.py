@@ -178,6 +178,8 @@ def test_partial_commit_sends_nothing_more_and_keeps_the_point_below_it(tmp_path
         m.commit(["a", "b"], 3)
         wait_until(lambda: daemon.info()["counters"]["orphans"] == 1,
                    what="the partial commit kept as an orphan")
+        # (The COMMIT of the next commit may wait commit_delay for company.)
+        wait_until(lambda: daemon.info()["in_flight"] == 1, what="the next commit reported")
         # ...but nothing at or past the partial commit on a is ever published.
         with daemon.conn() as c:
             info = c.info()

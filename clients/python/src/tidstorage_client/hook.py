@@ -20,7 +20,6 @@ any storage began ``tpc_finish`` is reported by sending nothing more.
 """
 
 import logging
-import struct
 import threading
 
 log = logging.getLogger("tidstorage_client")
@@ -31,18 +30,20 @@ _local = threading.local()
 class CommitRecord:
     """One commit in progress on this thread."""
 
-    __slots__ = ("txn_id", "storages", "started", "finished", "client")
+    __slots__ = ("txn_id", "storages", "ids", "started", "finished", "client")
 
-    def __init__(self, client, txn_id, storages):
+    def __init__(self, client, txn_id, storages, ids=None):
         self.client = client
         self.txn_id = txn_id
         # storage object id -> storage id, for the adapter hook
         self.storages = storages
+        # the sorted storage ids, without repeats
+        self.ids = ids if ids is not None else tuple(sorted(set(storages.values())))
         self.started = set()
         self.finished = {}
 
     def storage_ids(self):
-        return sorted(set(self.storages.values()))
+        return list(self.ids)
 
 
 def _stack():
@@ -59,7 +60,7 @@ def current_commit():
 
 
 def _u64(tid):
-    return struct.unpack(">Q", tid)[0]
+    return int.from_bytes(tid, "big")
 
 
 def _adapter_tpc_finish(original):
@@ -82,7 +83,8 @@ def _adapter_tpc_finish(original):
         if isinstance(tid, bytes) and len(tid) == 8:
             value = _u64(tid)
             # Two connections to one storage in one transaction: the later TID.
-            rec.finished[sid] = max(value, rec.finished.get(sid, 0))
+            if value > rec.finished.get(sid, -1):
+                rec.finished[sid] = value
         return result
 
     tpc_finish.__wrapped__ = original
