@@ -395,3 +395,152 @@ fn the_random_scenarios_catch_a_planner_without_the_fixpoint() {
         "removing {removing}, keeping {keeping}"
     );
 }
+
+// ---------------------------------------------------------------------------
+// Files written by real ZODB and the client (tests/fixtures/tags/generate.py).
+
+mod fixtures {
+    use std::path::{Path, PathBuf};
+
+    use proptest::prelude::*;
+    use serde_json::Value;
+    use tidstorage::exactcut::{exact_cut, FloorKind, FloorSpec, Reason, TagState, TagSummary};
+    use tidstorage::tid::Tid;
+
+    fn dir() -> PathBuf {
+        Path::new(env!("CARGO_MANIFEST_DIR")).join("tests/fixtures/tags")
+    }
+
+    fn answers() -> Value {
+        serde_json::from_str(&std::fs::read_to_string(dir().join("tags.json")).unwrap()).unwrap()
+    }
+
+    fn hex(t: Tid) -> String {
+        t.hex()
+    }
+
+    /// Our reading of every transaction equals ZODB's (tid, position, end,
+    /// and the tag value its own unpickler finds).
+    fn same_as_zodb(s: &TagSummary, zodb: &[Value]) {
+        assert_eq!(s.transactions.len(), zodb.len(), "{}", s.storage);
+        for (t, z) in s.transactions.iter().zip(zodb) {
+            assert_eq!(hex(t.tid), z["tid"].as_str().unwrap());
+            assert_eq!(t.pos, z["pos"].as_u64().unwrap());
+            assert_eq!(t.end, z["end"].as_u64().unwrap());
+            match (&t.tag, &z["tag"]) {
+                (TagState::Tagged(tag), Value::String(v)) => assert_eq!(&tag.render(), v),
+                (TagState::Untagged, Value::Null) => {}
+                (ours, theirs) => panic!("{}: {ours:?} vs ZODB's {theirs:?}", hex(t.tid)),
+            }
+        }
+    }
+
+    fn read_all(spec: impl Fn(&str) -> FloorSpec) -> Vec<TagSummary> {
+        let j = answers();
+        ["a", "b", "c"]
+            .iter()
+            .map(|n| {
+                let id = j["ids"][n].as_str().unwrap();
+                TagSummary::read_file(&dir().join(format!("{n}.fs")), id, spec(n)).unwrap()
+            })
+            .collect()
+    }
+
+    #[test]
+    fn tags_are_read_as_zodb_reads_them() {
+        let j = answers();
+        for s in read_all(|_| FloorSpec::Tid(Tid(0))) {
+            let n = ["a", "b", "c"]
+                .into_iter()
+                .find(|n| j["ids"][n] == s.storage.as_str())
+                .unwrap();
+            let f = &j["files"][n];
+            assert_eq!(s.valid_end, f["valid_end"].as_u64().unwrap());
+            assert_eq!(s.size, f["file_size"].as_u64().unwrap());
+            assert_eq!(s.damage.is_some(), s.size != s.valid_end, "{:?}", s.damage);
+            same_as_zodb(&s, f["transactions"].as_array().unwrap());
+        }
+    }
+
+    #[test]
+    fn the_exact_cut_matches_the_oracle() {
+        let j = answers();
+        let first_tagged = read_all(|_| FloorSpec::FirstTagged);
+        // The same floors given as TIDs (the last untagged transaction's):
+        // read backward from the end instead of forward from the start.
+        let given = read_all(|n| {
+            let t = &j["files"][n]["transactions"][2]["tid"];
+            FloorSpec::Tid(Tid(u64::from_str_radix(t.as_str().unwrap(), 16).unwrap()))
+        });
+        for (s, g) in first_tagged.iter().zip(&given) {
+            assert_eq!(s.floor.kind, FloorKind::FirstTagged);
+            assert_eq!(g.floor.kind, FloorKind::Given);
+            assert_eq!(s.floor.position, g.floor.position);
+            assert_eq!(s.transactions, g.transactions);
+        }
+        for inputs in [&first_tagged, &given] {
+            let plan = exact_cut(inputs).unwrap();
+            for n in ["a", "b", "c"] {
+                let p = plan.get(j["ids"][n].as_str().unwrap()).unwrap();
+                let want = &j["files"][n]["exact_cut"];
+                assert_eq!(p.floor.position, want["floor_position"].as_u64().unwrap());
+                assert_eq!(
+                    p.kept_beyond_floor,
+                    want["kept_beyond_floor"].as_u64().unwrap()
+                );
+                assert_eq!(p.removed.len() as u64, want["removed"].as_u64().unwrap());
+                assert_eq!(
+                    p.cut_position,
+                    want["cut_position"].as_u64().unwrap(),
+                    "{n}"
+                );
+                assert_eq!(p.cut_tid.map(hex).as_deref(), want["cut_tid"].as_str());
+            }
+            // Why: a's partial commit is incomplete on b; b and c lose what
+            // follows it through partners; c's last commit is b's 'c' record.
+            let a = plan.get(j["ids"]["a"].as_str().unwrap()).unwrap();
+            assert!(
+                matches!(&a.removed[0].reason, Reason::Incomplete { missing } if missing == &vec![j["ids"]["b"].as_str().unwrap().to_string()])
+            );
+            let c = plan.get(j["ids"]["c"].as_str().unwrap()).unwrap();
+            assert_eq!(c.removed[0].reason.code(), "partner-removed");
+            assert_eq!(c.removed.last().unwrap().reason.code(), "incomplete");
+        }
+        // Through JSON (the multi-host procedure), the same plan.
+        let imported: Vec<TagSummary> = given
+            .iter()
+            .map(|s| {
+                let text = s.to_json().to_string();
+                TagSummary::from_json(&serde_json::from_str(&text).unwrap()).unwrap()
+            })
+            .collect();
+        assert_eq!(exact_cut(&imported).unwrap(), exact_cut(&given).unwrap());
+    }
+
+    proptest! {
+        #![proptest_config(ProptestConfig::with_cases(300))]
+
+        #[test]
+        fn mutated_files_never_panic(
+            file in 0usize..3,
+            edits in proptest::collection::vec((any::<usize>(), any::<u8>()), 1..8),
+            cut in any::<usize>(),
+            since in any::<bool>(),
+        ) {
+            let name = ["a", "b", "c"][file];
+            let mut bytes = std::fs::read(dir().join(format!("{name}.fs"))).unwrap();
+            for (at, b) in edits {
+                let i = at % bytes.len();
+                bytes[i] = b;
+            }
+            bytes.truncate(cut % (bytes.len() + 1));
+            let tmp = tempfile::NamedTempFile::new().unwrap();
+            std::fs::write(tmp.path(), &bytes).unwrap();
+            let spec = if since { FloorSpec::Tid(Tid(0)) } else { FloorSpec::FirstTagged };
+            if let Ok(s) = TagSummary::read_file(tmp.path(), "x", spec) {
+                prop_assert!(s.check().is_ok(), "{:?}", s.check());
+                let _ = exact_cut(&[s]);
+            }
+        }
+    }
+}

@@ -5,11 +5,13 @@
 
 pub mod backup;
 pub mod bootstrap_status;
+pub mod check;
 mod context;
 pub mod cut;
 pub mod dump;
 pub mod restore;
 pub mod serve;
+pub mod tags;
 
 use std::io::Write;
 

@@ -14,7 +14,7 @@ use serde_json::{json, Value};
 
 use crate::datafs::extension::{read_tag, Tag};
 use crate::datafs::layout::FIRST_TXN;
-use crate::datafs::{DataFs, Error, TxnHeader};
+use crate::datafs::{Corruption, DataFs, Error, TxnHeader};
 use crate::tid::Tid;
 
 /// The `format` field of the JSON form.
@@ -393,10 +393,23 @@ fn walk_forward(
     let mut out = Vec::new();
     let mut before = None;
     let mut pos = from;
+    let mut previous: Option<Tid> = None;
     while pos < end {
         let h = fs.read_txn_header(pos)?;
         fs.check_trailer(&h)?;
         pos = h.end();
+        // ZODB reads on past a tid that does not increase (it logs); an
+        // exact cut cannot order such a file, so it is damage here.
+        if let Some(p) = previous.filter(|p| h.tid <= *p) {
+            return Err(fs.corrupt(
+                h.pos,
+                Corruption::TidNotIncreasing {
+                    tid: h.tid,
+                    previous: p,
+                },
+            ));
+        }
+        previous = Some(h.tid);
         let tag = tag_of(fs, &h)?;
         if from_first_tagged && out.is_empty() && !matches!(tag, TagState::Tagged(_)) {
             before = Some(h.tid);
