@@ -281,5 +281,34 @@ def test_tag_format():
                 "1 0000000000000000 1 0000000g", "1 0000000000000000 1 00000002 00000001"]:
         with pytest.raises(ValueError):
             tagmod.parse(bad)
-    # Each attempt draws its own id.
-    assert len({tagmod.parse(tagmod.make(("x",))).commit_id for _ in range(1000)}) == 1000
+    # Each attempt draws its own id, whatever the application does with the
+    # module-level generator...
+    import random
+
+    random.seed(7)
+    first = [tagmod.parse(tagmod.make(("x",))).commit_id for _ in range(1000)]
+    random.seed(7)
+    again = [tagmod.parse(tagmod.make(("x",))).commit_id for _ in range(1000)]
+    assert len(set(first + again)) == 2000
+
+
+def test_forked_children_draw_different_commit_ids():
+    # ...and in forked children (a preforking server): the generator is
+    # reseeded after fork.
+    import os
+
+    r, w = os.pipe()
+    pids = []
+    for _ in range(2):
+        pid = os.fork()
+        if pid == 0:
+            os.close(r)
+            os.write(w, b"%s\n" % tagmod.make(("x",)).split()[1].encode())
+            os._exit(0)
+        pids.append(pid)
+    os.close(w)
+    for pid in pids:
+        os.waitpid(pid, 0)
+    with os.fdopen(r) as f:
+        ids = f.read().split()
+    assert len(ids) == 2 and ids[0] != ids[1]

@@ -4,9 +4,11 @@ Owns the two patches and the per-thread record of the commit in progress:
 
 * ``transaction._transaction.Transaction._commitResources`` is wrapped. It
   runs after the before-commit hooks (so every database they joined is among
-  the resources) and it *is* the two-phase commit: BEGIN is sent just before
-  it starts, COMMIT or ABORT (or, for a partial commit, nothing) once it
-  returned or raised.
+  the resources) and it *is* the two-phase commit: the commit's tag is
+  written into its extension and BEGIN is sent just before it starts (no
+  resource can join any more, no ``tpc_begin`` has sent the metadata),
+  COMMIT or ABORT (or, for a partial commit, nothing) once it returned or
+  raised.
 * ``ZODB.mvccadapter.MVCCAdapterInstance.tpc_finish`` (and the undo
   adapter's) is wrapped. Every ``Connection.tpc_finish`` goes through it, and
   it hands the storage's own ``tpc_finish`` a callback that the storage calls

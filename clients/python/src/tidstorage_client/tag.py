@@ -12,7 +12,8 @@ The extension gets one more key, ``KEY``, whose value is a flat ``str``::
 
 * ``1``: the format version;
 * commit id: 16 lowercase hex digits, a random 64-bit number drawn for this
-  commit attempt (a retried commit draws another);
+  commit attempt (a retried commit draws another) from a generator of its
+  own, seeded from ``os.urandom`` and reseeded in forked children;
 * start: the client's clock when the two-phase commit started, in
   milliseconds since the Unix epoch, lowercase hex without leading zeros;
 * one short name per tracked storage the commit writes to, sorted, without
@@ -25,6 +26,7 @@ the configured ids, hashes them the same way and refuses a configuration in
 which two ids share a name.
 """
 
+import os
 import random
 import time
 import zlib
@@ -61,9 +63,14 @@ def storage_names(storage_ids):
     return text
 
 
-# ``random`` reseeds itself in a forked child (os.register_at_fork), so two
-# processes forked from one parent do not draw the same ids.
-_getrandbits = random.getrandbits
+# A private generator seeded from os.urandom: an application seeding the
+# module-level ``random`` (tests often do) must not make two processes draw
+# the same commit ids, which would let one transaction pass for another's
+# partner. Reseeded in forked children for the same reason.
+_rng = random.Random()
+if hasattr(os, "register_at_fork"):
+    os.register_at_fork(after_in_child=_rng.seed)
+_getrandbits = _rng.getrandbits
 _time = time.time
 
 
