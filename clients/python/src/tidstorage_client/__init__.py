@@ -75,7 +75,7 @@ class Client:
     """Turns commits into notifications; one per process."""
 
     def __init__(self, address, client_id=None, storage_id=None,
-                 reconnect_interval=1.0, max_queue_bytes=1 << 20, commit_delay=0.02):
+                 reconnect_interval=1.0, max_queue_bytes=1 << 20, commit_delay=0.005):
         self.sender = Sender(address, reconnect_interval=reconnect_interval,
                              max_queue_bytes=max_queue_bytes, delay=commit_delay)
         self._client_id = client_id
@@ -85,19 +85,23 @@ class Client:
         # id(storage) -> (weak reference, storage id or None): the id of a
         # storage is computed once (json.dumps, abspath: microseconds).
         self._sids = {}
-        self._pid = None
-        self._cid = None
+        self._cid = None  # the default client id, computed once per process
         self._tag_failed = False
+        if hasattr(os, "register_at_fork"):
+            os.register_at_fork(after_in_child=self._forget_client_id)
+
+    def _forget_client_id(self):
+        self._cid = None
 
     @property
     def client_id(self):
-        # Computed late (the pid changes in a forked child), once per pid.
+        # Computed late: the pid changes in a forked child.
         if self._client_id:
             return self._client_id
-        pid = os.getpid()
-        if pid != self._pid:
-            self._cid, self._pid = default_client_id(), pid
-        return self._cid
+        cid = self._cid
+        if cid is None or not hasattr(os, "register_at_fork"):
+            cid = self._cid = default_client_id()
+        return cid
 
     def transaction_id(self, depth=0):
         """``<client id>_<thread id hex>``: a thread reuses it for its next
@@ -167,7 +171,7 @@ class Client:
 
     def failed(self, rec):
         if not rec.started:
-            self.sender.send_later(wire.ABORT, wire.encode_abort(rec.txn_id))
+            self.sender.send(wire.ABORT, wire.encode_abort(rec.txn_id))
             return
         every = set(rec.storage_ids())
         if set(rec.finished) == every and rec.started == every:
@@ -203,7 +207,7 @@ _install_lock = threading.Lock()
 
 
 def install(address, client_id=None, storage_id=None, reconnect_interval=1.0,
-            max_queue_bytes=1 << 20, wait=2.0, commit_delay=0.02):
+            max_queue_bytes=1 << 20, wait=2.0, commit_delay=0.005):
     """Starts reporting this process's commits to the daemon at ``address``
     (``"host:port"`` or a pair). Replaces an earlier installation.
 
@@ -213,8 +217,8 @@ def install(address, client_id=None, storage_id=None, reconnect_interval=1.0,
     ``reconnect_interval``: seconds between two connection attempts.
     ``wait``: seconds to wait for the first connection attempt, so the first
     commits are not missed (0: do not wait). ``commit_delay``: seconds a
-    COMMIT or ABORT may wait to share a write with the next BEGIN (0: written
-    at once).
+    COMMIT may wait to share a write with the next BEGIN (0: written at
+    once).
     """
     with _install_lock:
         client = Client(address, client_id=client_id, storage_id=storage_id,

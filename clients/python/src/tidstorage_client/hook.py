@@ -65,12 +65,17 @@ def _u64(tid):
     return int.from_bytes(tid, "big")
 
 
+def _noop(tid):
+    pass
+
+
 def _adapter_tpc_finish(original):
-    def tpc_finish(self, transaction, func=lambda tid: None):
-        rec = current_commit()
-        sid = None
-        if rec is not None:
-            sid = rec.storages.get(id(getattr(self, "_storage", None)))
+    def tpc_finish(self, transaction, func=_noop):
+        stack = getattr(_local, "stack", None)
+        if not stack:
+            return original(self, transaction, func)
+        rec = stack[-1]
+        sid = rec.storages.get(id(getattr(self, "_storage", None)))
         if sid is None:
             return original(self, transaction, func)
         rec.started.add(sid)

@@ -19,8 +19,8 @@ Delivery rules (why they are safe, see docs/python-client.md):
   and one cut by a lost connection is sent again whole.
 * When the queue is full the oldest notifications go first; dropping in that
   order never keeps a BEGIN whose COMMIT was dropped.
-* A COMMIT or ABORT is not written at once (``send_later``): it waits, at
-  most ``delay`` seconds, for the next BEGIN, and both leave in one
+* A COMMIT is not written at once (``send_later``): it waits, at most
+  ``delay`` seconds (5 ms), for the next BEGIN, and both leave in one
   ``send(2)``. Back-to-back commits then cost one system call each instead
   of two. Holding a COMMIT back only holds the point back (never unsafe);
   the background thread writes it when ``delay`` passes with no BEGIN.
@@ -44,7 +44,7 @@ _SEND_FLAGS = getattr(socket, "MSG_NOSIGNAL", 0)
 
 class Sender:
     def __init__(self, address, reconnect_interval=1.0, max_queue_bytes=1 << 20,
-                 connect_timeout=5.0, delay=0.02):
+                 connect_timeout=5.0, delay=0.005):
         self.address = wire.parse_address(address)
         self.delay = max(0.0, float(delay))
         self.reconnect_interval = float(reconnect_interval)
@@ -60,7 +60,10 @@ class Sender:
         self._sock = None
         self._queue = collections.deque()  # (kind, bytes); the first may be half-sent
         self._pending = []  # (kind, bytes) held back by send_later, in order
-        self._deadline = None  # when the oldest of _pending must be queued
+        # When the background thread next queues what is pending. Set by the
+        # first send_later after it fired (one wake-up per quiet period, not
+        # one per commit), cleared only when it fires.
+        self._deadline = None
         self._offset = 0
         self._queued_bytes = 0
         self._ever_connected = False
@@ -69,6 +72,7 @@ class Sender:
         self._next_attempt = 0.0
         self._dropped_begins = 0
         self._dropped_full = 0
+        self._writes = 0  # send(2) calls, for tests and benchmarks
         self._closed = False
         self._wake_r, self._wake_w = socket.socketpair()
         self._wake_r.setblocking(False)
@@ -92,7 +96,7 @@ class Sender:
     # -- application threads -------------------------------------------------
 
     def send_later(self, kind, data):
-        """Holds a COMMIT or ABORT back until the next ``send`` (one write for
+        """Holds a COMMIT back until the next ``send`` (one write for
         both) or ``delay`` seconds at the latest; never a system call here
         except to arm the background thread's timer once per quiet period."""
         if not self.delay:
@@ -198,6 +202,7 @@ class Sender:
                 "queued": len(self._queue) + len(self._pending),
                 "dropped_begins": self._dropped_begins,
                 "dropped_queue_full": self._dropped_full,
+                "writes": self._writes,
             }
 
     # -- under the lock ------------------------------------------------------
@@ -235,7 +240,7 @@ class Sender:
 
     def _promote_locked(self):
         """Moves what ``send_later`` held back into the queue, in order."""
-        pending, self._pending, self._deadline = self._pending, [], None
+        pending, self._pending = self._pending, []
         for kind, data in pending:
             self._enqueue(kind, data)
 
@@ -247,6 +252,7 @@ class Sender:
             else:
                 # Several whole notifications: one system call for all.
                 buf = b"".join([d for _, d in itertools.islice(self._queue, 0, 256)])
+            self._writes += 1
             try:
                 n = sock.send(buf, _SEND_FLAGS)
             except (BlockingIOError, InterruptedError):
@@ -310,6 +316,7 @@ class Sender:
                     return
                 now = time.monotonic()
                 if self._deadline is not None and now >= self._deadline:
+                    self._deadline = None
                     self._promote_locked()
                     if self._sock is not None:
                         self._flush_locked()
