@@ -73,6 +73,7 @@ class Sender:
         self._dropped_begins = 0
         self._dropped_full = 0
         self._writes = 0  # send(2) calls, for tests and benchmarks
+        self._flush_waiters = 0  # threads in flush(): only they need a notify
         self._closed = False
         self._wake_r, self._wake_w = socket.socketpair()
         self._wake_r.setblocking(False)
@@ -170,12 +171,16 @@ class Sender:
             self._promote_locked()
         self._wake()
         with self._lock:
-            while self._queue and not self._closed:
-                left = end - time.monotonic()
-                if left <= 0:
-                    return False
-                self._changed.wait(min(left, 0.05))
-            return not self._queue
+            self._flush_waiters += 1
+            try:
+                while self._queue and not self._closed:
+                    left = end - time.monotonic()
+                    if left <= 0:
+                        return False
+                    self._changed.wait(min(left, 0.05))
+                return not self._queue
+            finally:
+                self._flush_waiters -= 1
 
     def close(self, timeout=1.0):
         """Tries to write what is queued (bounded), then stops the thread."""
@@ -267,7 +272,7 @@ class Sender:
                 self._offset -= len(data)
             if n < len(buf):
                 return  # the kernel is full: the background thread waits for it
-        if not self._queue:
+        if not self._queue and self._flush_waiters:
             self._changed.notify_all()
 
     def _lost_locked(self, why):
