@@ -312,3 +312,22 @@ def test_forked_children_draw_different_commit_ids():
     with os.fdopen(r) as f:
         ids = f.read().split()
     assert len(ids) == 2 and ids[0] != ids[1]
+
+
+def test_a_forked_child_reports_with_its_own_pid():
+    import os
+
+    client = install_without_daemon()
+    parent = client.transaction_id()
+    r, w = os.pipe()
+    pid = os.fork()
+    if pid == 0:
+        os.close(r)
+        os.write(w, client.transaction_id().encode())
+        os._exit(0)
+    os.close(w)
+    os.waitpid(pid, 0)
+    with os.fdopen(r) as f:
+        child = f.read()
+    assert parent.split("_")[0].endswith(":%d" % os.getpid())
+    assert child.split("_")[0].endswith(":%d" % pid)

@@ -71,6 +71,20 @@ def default_client_id():
     return "%s:%d" % (socket.gethostname(), os.getpid())
 
 
+# Every Client, so that a forked child forgets their cached client ids (the
+# pid is part of them); weak, so that uninstalled clients go away.
+_clients = weakref.WeakSet()
+
+
+def _forget_client_ids():
+    for c in list(_clients):
+        c._cid = None
+
+
+if hasattr(os, "register_at_fork"):
+    os.register_at_fork(after_in_child=_forget_client_ids)
+
+
 class Client:
     """Turns commits into notifications; one per process."""
 
@@ -87,11 +101,7 @@ class Client:
         self._sids = {}
         self._cid = None  # the default client id, computed once per process
         self._tag_failed = False
-        if hasattr(os, "register_at_fork"):
-            os.register_at_fork(after_in_child=self._forget_client_id)
-
-    def _forget_client_id(self):
-        self._cid = None
+        _clients.add(self)
 
     @property
     def client_id(self):
