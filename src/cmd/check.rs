@@ -19,7 +19,7 @@ use crate::cmd::{emit, Context};
 use crate::config::parse_duration;
 use crate::datafs::extension::StorageName;
 use crate::error::{CliError, Result};
-use crate::exactcut::{exact_cut, FloorSpec, Plan, Reason, TagSummary};
+use crate::exactcut::{exact_cut, read_storages, Plan, Reason, TagSummary};
 use crate::statuslog::{self, ReplayOptions};
 use crate::tid::Tid;
 
@@ -136,30 +136,28 @@ fn read_all(
     floors: &BTreeMap<String, Tid>,
     imported: &[TagSummary],
 ) -> Result<Vec<TagSummary>> {
-    let mut inputs = Vec::new();
+    let mut files = Vec::new();
     let mut errors = Vec::new();
     for s in storages {
-        let Some(path) = &s.data_fs else {
-            errors.push(format!(
+        match &s.data_fs {
+            Some(p) => files.push((s.id.as_str(), p.as_path())),
+            None => errors.push(format!(
                 "storage {:?} has no data_fs in the configuration",
                 s.id
-            ));
-            continue;
-        };
-        let spec = floors
-            .get(&s.id)
-            .map(|t| FloorSpec::Tid(*t))
-            .unwrap_or(FloorSpec::FirstTagged);
-        match TagSummary::read_file(path, &s.id, spec) {
-            Ok(t) => inputs.push(t),
-            Err(e) => errors.push(format!("storage {:?}: {e}", s.id)),
+            )),
         }
     }
-    if !errors.is_empty() {
-        return Err(CliError::runtime(errors.join("\n")));
+    match read_storages(files, floors) {
+        Ok(mut inputs) if errors.is_empty() => {
+            inputs.extend(imported.iter().cloned());
+            Ok(inputs)
+        }
+        Ok(_) => Err(CliError::runtime(errors.join("\n"))),
+        Err(e) => {
+            errors.extend(e.into_iter().map(|(id, e)| format!("storage {id:?}: {e}")));
+            Err(CliError::runtime(errors.join("\n")))
+        }
     }
-    inputs.extend(imported.iter().cloned());
-    Ok(inputs)
 }
 
 pub fn run(a: CheckArgs, g: &Context) -> Result<()> {

@@ -29,4 +29,4 @@ pub mod plan;
 pub mod summary;
 
 pub use plan::{exact_cut, Plan, PlanError, Reason, Removed, StoragePlan};
-pub use summary::{Floor, FloorKind, FloorSpec, TagState, TagSummary, TxnInfo};
+pub use summary::{read_storages, Floor, FloorKind, FloorSpec, TagState, TagSummary, TxnInfo};

@@ -349,6 +349,33 @@ impl TagSummary {
     }
 }
 
+/// One summary per `(storage id, Data.fs)`, each with its floor from
+/// `point` (the storage's TID there; [`FloorSpec::FirstTagged`] for a
+/// storage the point does not have). Every file is read; the failures are
+/// returned together, by storage id.
+pub fn read_storages<'a>(
+    storages: impl IntoIterator<Item = (&'a str, &'a Path)>,
+    point: &std::collections::BTreeMap<String, Tid>,
+) -> Result<Vec<TagSummary>, Vec<(String, Error)>> {
+    let mut out = Vec::new();
+    let mut errors = Vec::new();
+    for (id, path) in storages {
+        let spec = point
+            .get(id)
+            .map(|t| FloorSpec::Tid(*t))
+            .unwrap_or(FloorSpec::FirstTagged);
+        match TagSummary::read_file(path, id, spec) {
+            Ok(s) => out.push(s),
+            Err(e) => errors.push((id.to_string(), e)),
+        }
+    }
+    if errors.is_empty() {
+        Ok(out)
+    } else {
+        Err(errors)
+    }
+}
+
 /// The transactions between `from` and `end` (both transaction bounds),
 /// walking back from `end`; `None` when the walk meets something it cannot
 /// follow (the forward walk decides then).
