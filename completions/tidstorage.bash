@@ -22,6 +22,9 @@ _tidstorage() {
             tidstorage,bootstrap-status)
                 cmd="tidstorage__subcmd__bootstrap__subcmd__status"
                 ;;
+            tidstorage,check)
+                cmd="tidstorage__subcmd__check"
+                ;;
             tidstorage,cut)
                 cmd="tidstorage__subcmd__cut"
                 ;;
@@ -43,6 +46,9 @@ _tidstorage() {
             tidstorage,serve)
                 cmd="tidstorage__subcmd__serve"
                 ;;
+            tidstorage,tags)
+                cmd="tidstorage__subcmd__tags"
+                ;;
             *)
                 ;;
         esac
@@ -50,7 +56,7 @@ _tidstorage() {
 
     case "${cmd}" in
         tidstorage)
-            opts="-c -v -q -h -V --config --verbose --quiet --help --version serve dump bootstrap-status inflight resolve backup restore cut generate"
+            opts="-c -v -q -h -V --config --verbose --quiet --help --version serve dump bootstrap-status inflight resolve backup restore cut tags check generate"
             if [[ ${cur} == -* || ${COMP_CWORD} -eq 1 ]] ; then
                 COMPREPLY=( $(compgen -W "${opts}" -- "${cur}") )
                 return 0
@@ -122,6 +128,56 @@ _tidstorage() {
                     ;;
                 --wait)
                     COMPREPLY=($(compgen -f "${cur}"))
+                    return 0
+                    ;;
+                --config)
+                    COMPREPLY=($(compgen -f "${cur}"))
+                    return 0
+                    ;;
+                -c)
+                    COMPREPLY=($(compgen -f "${cur}"))
+                    return 0
+                    ;;
+                *)
+                    COMPREPLY=()
+                    ;;
+            esac
+            COMPREPLY=( $(compgen -W "${opts}" -- "${cur}") )
+            return 0
+            ;;
+        tidstorage__subcmd__check)
+            opts="-c -v -q -h -V --tid-log --server --since --lenient --storage --tags --older-than --format --config --verbose --quiet --help --version"
+            if [[ ${cur} == -* || ${COMP_CWORD} -eq 2 ]] ; then
+                COMPREPLY=( $(compgen -W "${opts}" -- "${cur}") )
+                return 0
+            fi
+            case "${prev}" in
+                --tid-log)
+                    COMPREPLY=($(compgen -f "${cur}"))
+                    return 0
+                    ;;
+                --server)
+                    COMPREPLY=($(compgen -f "${cur}"))
+                    return 0
+                    ;;
+                --since)
+                    COMPREPLY=($(compgen -f "${cur}"))
+                    return 0
+                    ;;
+                --storage)
+                    COMPREPLY=($(compgen -f "${cur}"))
+                    return 0
+                    ;;
+                --tags)
+                    COMPREPLY=($(compgen -f "${cur}"))
+                    return 0
+                    ;;
+                --older-than)
+                    COMPREPLY=($(compgen -f "${cur}"))
+                    return 0
+                    ;;
+                --format)
+                    COMPREPLY=($(compgen -W "text json" -- "${cur}"))
                     return 0
                     ;;
                 --config)
@@ -396,6 +452,40 @@ _tidstorage() {
                     ;;
                 --metrics-address)
                     COMPREPLY=($(compgen -f "${cur}"))
+                    return 0
+                    ;;
+                --config)
+                    COMPREPLY=($(compgen -f "${cur}"))
+                    return 0
+                    ;;
+                -c)
+                    COMPREPLY=($(compgen -f "${cur}"))
+                    return 0
+                    ;;
+                *)
+                    COMPREPLY=()
+                    ;;
+            esac
+            COMPREPLY=( $(compgen -W "${opts}" -- "${cur}") )
+            return 0
+            ;;
+        tidstorage__subcmd__tags)
+            opts="-c -v -q -h -V --since --storage --format --config --verbose --quiet --help --version"
+            if [[ ${cur} == -* || ${COMP_CWORD} -eq 2 ]] ; then
+                COMPREPLY=( $(compgen -W "${opts}" -- "${cur}") )
+                return 0
+            fi
+            case "${prev}" in
+                --since)
+                    COMPREPLY=($(compgen -f "${cur}"))
+                    return 0
+                    ;;
+                --storage)
+                    COMPREPLY=($(compgen -f "${cur}"))
+                    return 0
+                    ;;
+                --format)
+                    COMPREPLY=($(compgen -W "text json" -- "${cur}"))
                     return 0
                     ;;
                 --config)

@@ -37,6 +37,8 @@ complete -c tidstorage -n "__fish_tidstorage_needs_command" -f -a "resolve" -d '
 complete -c tidstorage -n "__fish_tidstorage_needs_command" -f -a "backup" -d 'Back up every Data.fs (repozo-compatible) up to the daemon\'s coherency point'
 complete -c tidstorage -n "__fish_tidstorage_needs_command" -f -a "restore" -d 'Rebuild every Data.fs from its repository and cut it at the backup\'s coherency point'
 complete -c tidstorage -n "__fish_tidstorage_needs_command" -f -a "cut" -d 'Cut Data.fs files at the last coherency point after a crash'
+complete -c tidstorage -n "__fish_tidstorage_needs_command" -f -a "tags" -d 'Print the commit tags of one Data.fs above a floor (text, or JSON for another host)'
+complete -c tidstorage -n "__fish_tidstorage_needs_command" -f -a "check" -d 'Report transactions above the point that are incomplete right now (live files, read only)'
 complete -c tidstorage -n "__fish_tidstorage_needs_command" -f -a "generate" -d 'Write man pages and shell completions (for packagers; `make generate`)'
 complete -c tidstorage -n "__fish_tidstorage_using_subcommand serve" -l address -d 'Address to listen on [default: 127.0.0.1]' -r
 complete -c tidstorage -n "__fish_tidstorage_using_subcommand serve" -s p -l port -d 'Port to listen on; 0 picks a free one and logs it [default: 9001]' -r
@@ -134,6 +136,29 @@ complete -c tidstorage -n "__fish_tidstorage_using_subcommand cut" -s v -l verbo
 complete -c tidstorage -n "__fish_tidstorage_using_subcommand cut" -s q -l quiet -d 'Less output (repeat for less)'
 complete -c tidstorage -n "__fish_tidstorage_using_subcommand cut" -s h -l help -d 'Print help (see more with \'--help\')'
 complete -c tidstorage -n "__fish_tidstorage_using_subcommand cut" -s V -l version -d 'Print version'
+complete -c tidstorage -n "__fish_tidstorage_using_subcommand tags" -l since -d 'The floor: list only transactions above this TID (the storage\'s coherency point, a backup\'s). Without it the floor is the file\'s first tagged transaction (what was written before tagging began is taken as it is)' -r
+complete -c tidstorage -n "__fish_tidstorage_using_subcommand tags" -l storage -d 'The configured storage id of FILE [default: the [[storage]] whose data_fs is FILE]' -r
+complete -c tidstorage -n "__fish_tidstorage_using_subcommand tags" -l format -d 'Output format' -r -f -a "text\t'One line per transaction, for people'
+json\t'The summary other hosts import (`cut/restore/check --tags FILE`)'"
+complete -c tidstorage -n "__fish_tidstorage_using_subcommand tags" -s c -l config -d 'Configuration file (TOML). Default: $TIDSTORAGE_CONFIG, then ./tidstorage.toml, then /etc/tidstorage.toml' -r -F
+complete -c tidstorage -n "__fish_tidstorage_using_subcommand tags" -s v -l verbose -d 'More output (repeat for more)'
+complete -c tidstorage -n "__fish_tidstorage_using_subcommand tags" -s q -l quiet -d 'Less output (repeat for less)'
+complete -c tidstorage -n "__fish_tidstorage_using_subcommand tags" -s h -l help -d 'Print help (see more with \'--help\')'
+complete -c tidstorage -n "__fish_tidstorage_using_subcommand tags" -s V -l version -d 'Print version'
+complete -c tidstorage -n "__fish_tidstorage_using_subcommand check" -l tid-log -d 'Status file to take the point from (default: [server] status_file)' -r -F
+complete -c tidstorage -n "__fish_tidstorage_using_subcommand check" -l server -d 'Take the point from a running daemon (HOST:PORT)' -r
+complete -c tidstorage -n "__fish_tidstorage_using_subcommand check" -l since -d 'Use this TID as every storage\'s floor instead of a point' -r
+complete -c tidstorage -n "__fish_tidstorage_using_subcommand check" -l storage -d 'Check only this configured storage (repeatable); the others\' tags count as outside the configuration' -r
+complete -c tidstorage -n "__fish_tidstorage_using_subcommand check" -l tags -d 'A storage of another host, as exported there by `tidstorage tags --format json` (repeatable)' -r -F
+complete -c tidstorage -n "__fish_tidstorage_using_subcommand check" -l older-than -d 'Report only transactions whose commit started at least this long ago' -r
+complete -c tidstorage -n "__fish_tidstorage_using_subcommand check" -l format -d 'Output format' -r -f -a "text\t''
+json\t''"
+complete -c tidstorage -n "__fish_tidstorage_using_subcommand check" -s c -l config -d 'Configuration file (TOML). Default: $TIDSTORAGE_CONFIG, then ./tidstorage.toml, then /etc/tidstorage.toml' -r -F
+complete -c tidstorage -n "__fish_tidstorage_using_subcommand check" -l lenient -d 'Skip damaged status-file lines instead of refusing'
+complete -c tidstorage -n "__fish_tidstorage_using_subcommand check" -s v -l verbose -d 'More output (repeat for more)'
+complete -c tidstorage -n "__fish_tidstorage_using_subcommand check" -s q -l quiet -d 'Less output (repeat for less)'
+complete -c tidstorage -n "__fish_tidstorage_using_subcommand check" -s h -l help -d 'Print help'
+complete -c tidstorage -n "__fish_tidstorage_using_subcommand check" -s V -l version -d 'Print version'
 complete -c tidstorage -n "__fish_tidstorage_using_subcommand generate" -s c -l config -d 'Configuration file (TOML). Default: $TIDSTORAGE_CONFIG, then ./tidstorage.toml, then /etc/tidstorage.toml' -r -F
 complete -c tidstorage -n "__fish_tidstorage_using_subcommand generate" -s v -l verbose -d 'More output (repeat for more)'
 complete -c tidstorage -n "__fish_tidstorage_using_subcommand generate" -s q -l quiet -d 'Less output (repeat for less)'

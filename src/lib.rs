@@ -6,6 +6,7 @@
 //!
 //! - [`tid`]: the TID type and its textual forms.
 //! - [`datafs`]: read-only access to FileStorage `Data.fs` files.
+//! - [`exactcut`]: the exact cut from the commit tags in the files.
 //! - [`statuslog`]: the status file (TID log): records, replay, writer.
 //! - [`protocol`]: the sans-I/O wire codec.
 //! - [`engine`]: the pure coherency engine.
@@ -33,6 +34,7 @@ pub mod daemon;
 pub mod datafs;
 pub mod engine;
 pub mod error;
+pub mod exactcut;
 pub mod fsutil;
 pub mod metrics;
 pub mod progress;

@@ -77,6 +77,10 @@ pub enum Command {
     Restore(cmd::restore::RestoreArgs),
     /// Cut Data.fs files at the last coherency point after a crash.
     Cut(cmd::cut::CutArgs),
+    /// Print the commit tags of one Data.fs above a floor (text, or JSON for another host).
+    Tags(cmd::tags::TagsArgs),
+    /// Report transactions above the point that are incomplete right now (live files, read only).
+    Check(cmd::check::CheckArgs),
     /// Write man pages and shell completions (for packagers; `make generate`).
     #[command(hide = true)]
     Generate(GenerateArgs),
@@ -150,6 +154,8 @@ pub fn run(args: Vec<OsString>) -> Result<()> {
         Command::Backup(a) => cmd::backup::run(a, &cli.global),
         Command::Restore(a) => cmd::restore::run(a, &cli.global),
         Command::Cut(a) => cmd::cut::run(a, &cli.global),
+        Command::Tags(a) => cmd::tags::run(a, &cli.global),
+        Command::Check(a) => cmd::check::run(a, &cli.global),
         Command::Generate(a) => generate(a),
     }
 }

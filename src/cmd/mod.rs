@@ -9,6 +9,7 @@
 
 pub mod backup;
 pub mod bootstrap_status;
+pub mod check;
 mod context;
 pub mod cut;
 pub mod dump;
@@ -16,6 +17,7 @@ pub mod inflight;
 pub mod resolve;
 pub mod restore;
 pub mod serve;
+pub mod tags;
 
 use std::io::Write;
 

@@ -18,6 +18,7 @@
 //! [`Tid`] everywhere.
 
 pub mod cut;
+pub mod extension;
 pub mod index;
 pub mod layout;
 pub mod pickle;

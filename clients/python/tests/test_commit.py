@@ -178,6 +178,8 @@ def test_partial_commit_sends_nothing_more_and_keeps_the_point_below_it(tmp_path
         m.commit(["a", "b"], 3)
         wait_until(lambda: daemon.info()["counters"]["orphans"] == 1,
                    what="the partial commit kept as an orphan")
+        # (The COMMIT of the next commit may wait commit_delay for company.)
+        wait_until(lambda: daemon.info()["in_flight"] == 1, what="the next commit reported")
         # ...but nothing at or past the partial commit on a is ever published.
         with daemon.conn() as c:
             info = c.info()
@@ -347,3 +349,32 @@ def test_helper_fails_loudly_when_the_storage_is_unreachable(tmp_path):
                        timeout=60)
     assert r.returncode == 1
     assert "cannot" in r.stderr
+
+
+# A long delay, so that a slow disk cannot let the timer fire between two
+# commits; the default (5 ms) coalesces whenever commits come faster.
+@pytest.mark.parametrize("delay", [2.0, 0])
+def test_back_to_back_commits_cost_one_write_each(tmp_path, delay):
+    rec = Recorder()
+    client = tidstorage_client.install(rec.address, client_id="zope1:8080", commit_delay=delay)
+    a, b = FileStorage(str(tmp_path / "a.fs")), FileStorage(str(tmp_path / "b.fs"))
+    m = Multi({"a": a, "b": b})
+    try:
+        assert client.sender.flush(5.0)
+        n0 = len(rec.wait_commands(0))
+        w0 = client.sender.stats()["writes"]
+        for i in range(50):
+            m.commit(["a", "b"], i)
+        writes = client.sender.stats()["writes"] - w0
+        # Every COMMIT arrives (the last one alone, within the delay), in order.
+        cmds = rec.wait_commands(n0 + 100)[n0:]
+        assert [c[0] for c in cmds] == ["BEGIN", "COMMIT"] * 50
+        if delay:
+            # Each COMMIT leaves with the next BEGIN: one send(2) per commit,
+            # and the timer writes the last COMMIT.
+            assert writes <= 51, writes
+        else:
+            assert writes >= 100, writes
+    finally:
+        m.close()
+        rec.close()

@@ -28,8 +28,9 @@ import logging
 import os
 import socket
 import threading
+import weakref
 
-from . import hook, wire
+from . import hook, tag, wire
 from .sender import Sender
 
 __all__ = ["install", "uninstall", "installed", "Client", "default_storage_id",
@@ -70,22 +71,47 @@ def default_client_id():
     return "%s:%d" % (socket.gethostname(), os.getpid())
 
 
+# Every Client, so that a forked child forgets their cached client ids (the
+# pid is part of them); weak, so that uninstalled clients go away.
+_clients = weakref.WeakSet()
+
+
+def _forget_client_ids():
+    for c in list(_clients):
+        c._cid = None
+
+
+if hasattr(os, "register_at_fork"):
+    os.register_at_fork(after_in_child=_forget_client_ids)
+
+
 class Client:
     """Turns commits into notifications; one per process."""
 
     def __init__(self, address, client_id=None, storage_id=None,
-                 reconnect_interval=1.0, max_queue_bytes=1 << 20):
+                 reconnect_interval=1.0, max_queue_bytes=1 << 20, commit_delay=0.005):
         self.sender = Sender(address, reconnect_interval=reconnect_interval,
-                             max_queue_bytes=max_queue_bytes)
+                             max_queue_bytes=max_queue_bytes, delay=commit_delay)
         self._client_id = client_id
         self._storage_id = storage_id or default_storage_id
         self._partial = 0
         self._lock = threading.Lock()
+        # id(storage) -> (weak reference, storage id or None): the id of a
+        # storage is computed once (json.dumps, abspath: microseconds).
+        self._sids = {}
+        self._cid = None  # the default client id, computed once per process
+        self._tag_failed = False
+        _clients.add(self)
 
     @property
     def client_id(self):
         # Computed late: the pid changes in a forked child.
-        return self._client_id or default_client_id()
+        if self._client_id:
+            return self._client_id
+        cid = self._cid
+        if cid is None or not hasattr(os, "register_at_fork"):
+            cid = self._cid = default_client_id()
+        return cid
 
     def transaction_id(self, depth=0):
         """``<client id>_<thread id hex>``: a thread reuses it for its next
@@ -94,27 +120,53 @@ class Client:
         tid = "%s_%x" % (self.client_id, threading.get_ident())
         return tid if not depth else "%s.%d" % (tid, depth)
 
+    def _sid(self, storage):
+        entry = self._sids.get(id(storage))
+        if entry is not None and entry[0]() is storage:
+            return entry[1]
+        sid = self._storage_id(storage)
+        try:
+            ref = weakref.ref(storage)
+        except TypeError:  # not weakly referenceable: not cached
+            return sid
+        if len(self._sids) > 1000:  # storages come and go (tests): forget the dead
+            self._sids = {k: v for k, v in self._sids.items() if v[0]() is not None}
+        self._sids[id(storage)] = (ref, sid)
+        return sid
+
     def storage_id_of_resource(self, rm):
         """(base storage, id) of a resource manager, or (None, None)."""
         db = getattr(rm, "_db", None)
         storage = getattr(db, "storage", None)
         if storage is None:
             return None, None
-        sid = self._storage_id(storage)
+        sid = self._sid(storage)
         return (storage, sid) if sid is not None else (None, None)
 
     def begin(self, txn, depth=0):
-        """Called just before the two-phase commit of ``txn``; sends BEGIN and
-        returns the commit record, or None when no tracked storage is in it."""
+        """Called at the start of the two-phase commit of ``txn`` (no resource
+        can join any more, no ``tpc_begin`` has run): writes the commit's tag
+        into its extension, sends BEGIN and returns the commit record, or None
+        when no tracked storage is in it."""
         storages = {}
-        for rm in list(txn._resources):
-            storage, sid = self.storage_id_of_resource(rm)
-            if sid is not None:
-                storages[id(storage)] = sid
+        for rm in txn._resources:
+            storage = getattr(getattr(rm, "_db", None), "storage", None)
+            if storage is not None:
+                sid = self._sid(storage)
+                if sid is not None:
+                    storages[id(storage)] = sid
         if not storages:
             return None
-        rec = hook.CommitRecord(self, self.transaction_id(depth), storages)
-        self.sender.send(wire.BEGIN, wire.encode_begin(rec.txn_id, rec.storage_ids()))
+        ids = tuple(sorted(set(storages.values())))
+        try:
+            txn.extension[tag.KEY] = tag.make(ids)
+        except Exception:
+            if not self._tag_failed:
+                self._tag_failed = True
+                log.warning("tidstorage client: cannot tag commits (their exact cut will "
+                            "treat them as unknown); reporting goes on", exc_info=True)
+        rec = hook.CommitRecord(self, self.transaction_id(depth), storages, ids)
+        self.sender.send(wire.BEGIN, wire.encode_begin(rec.txn_id, ids))
         return rec
 
     def succeeded(self, rec):
@@ -149,8 +201,9 @@ class Client:
             rec.txn_id, ", ".join(done) or "no storage for sure", ", ".join(notdone))
 
     def _send_commit(self, rec):
-        pairs = sorted(rec.finished.items())
-        self.sender.send(wire.COMMIT, wire.encode_commit(rec.txn_id, pairs))
+        # Not written at once: it goes with the next BEGIN in one send(2), or
+        # after ``commit_delay`` at the latest (docs/python-client.md).
+        self.sender.send_later(wire.COMMIT, wire.encode_commit(rec.txn_id, rec.finished))
 
     @property
     def partial_commits(self):
@@ -164,7 +217,7 @@ _install_lock = threading.Lock()
 
 
 def install(address, client_id=None, storage_id=None, reconnect_interval=1.0,
-            max_queue_bytes=1 << 20, wait=2.0):
+            max_queue_bytes=1 << 20, wait=2.0, commit_delay=0.005):
     """Starts reporting this process's commits to the daemon at ``address``
     (``"host:port"`` or a pair). Replaces an earlier installation.
 
@@ -173,12 +226,14 @@ def install(address, client_id=None, storage_id=None, reconnect_interval=1.0,
     storage to its id or None (default: ``default_storage_id``).
     ``reconnect_interval``: seconds between two connection attempts.
     ``wait``: seconds to wait for the first connection attempt, so the first
-    commits are not missed (0: do not wait).
+    commits are not missed (0: do not wait). ``commit_delay``: seconds a
+    COMMIT may wait to share a write with the next BEGIN (0: written at
+    once).
     """
     with _install_lock:
         client = Client(address, client_id=client_id, storage_id=storage_id,
                         reconnect_interval=reconnect_interval,
-                        max_queue_bytes=max_queue_bytes)
+                        max_queue_bytes=max_queue_bytes, commit_delay=commit_delay)
         previous = hook.patch(client)
         if previous is not None:
             previous.close(timeout=0.5)

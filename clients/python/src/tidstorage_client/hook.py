@@ -4,9 +4,11 @@ Owns the two patches and the per-thread record of the commit in progress:
 
 * ``transaction._transaction.Transaction._commitResources`` is wrapped. It
   runs after the before-commit hooks (so every database they joined is among
-  the resources) and it *is* the two-phase commit: BEGIN is sent just before
-  it starts, COMMIT or ABORT (or, for a partial commit, nothing) once it
-  returned or raised.
+  the resources) and it *is* the two-phase commit: the commit's tag is
+  written into its extension and BEGIN is sent just before it starts (no
+  resource can join any more, no ``tpc_begin`` has sent the metadata),
+  COMMIT or ABORT (or, for a partial commit, nothing) once it returned or
+  raised.
 * ``ZODB.mvccadapter.MVCCAdapterInstance.tpc_finish`` (and the undo
   adapter's) is wrapped. Every ``Connection.tpc_finish`` goes through it, and
   it hands the storage's own ``tpc_finish`` a callback that the storage calls
@@ -20,7 +22,6 @@ any storage began ``tpc_finish`` is reported by sending nothing more.
 """
 
 import logging
-import struct
 import threading
 
 log = logging.getLogger("tidstorage_client")
@@ -31,18 +32,20 @@ _local = threading.local()
 class CommitRecord:
     """One commit in progress on this thread."""
 
-    __slots__ = ("txn_id", "storages", "started", "finished", "client")
+    __slots__ = ("txn_id", "storages", "ids", "started", "finished", "client")
 
-    def __init__(self, client, txn_id, storages):
+    def __init__(self, client, txn_id, storages, ids=None):
         self.client = client
         self.txn_id = txn_id
         # storage object id -> storage id, for the adapter hook
         self.storages = storages
+        # the sorted storage ids, without repeats
+        self.ids = ids if ids is not None else tuple(sorted(set(storages.values())))
         self.started = set()
         self.finished = {}
 
     def storage_ids(self):
-        return sorted(set(self.storages.values()))
+        return list(self.ids)
 
 
 def _stack():
@@ -59,15 +62,20 @@ def current_commit():
 
 
 def _u64(tid):
-    return struct.unpack(">Q", tid)[0]
+    return int.from_bytes(tid, "big")
+
+
+def _noop(tid):
+    pass
 
 
 def _adapter_tpc_finish(original):
-    def tpc_finish(self, transaction, func=lambda tid: None):
-        rec = current_commit()
-        sid = None
-        if rec is not None:
-            sid = rec.storages.get(id(getattr(self, "_storage", None)))
+    def tpc_finish(self, transaction, func=_noop):
+        stack = getattr(_local, "stack", None)
+        if not stack:
+            return original(self, transaction, func)
+        rec = stack[-1]
+        sid = rec.storages.get(id(getattr(self, "_storage", None)))
         if sid is None:
             return original(self, transaction, func)
         rec.started.add(sid)
@@ -82,7 +90,8 @@ def _adapter_tpc_finish(original):
         if isinstance(tid, bytes) and len(tid) == 8:
             value = _u64(tid)
             # Two connections to one storage in one transaction: the later TID.
-            rec.finished[sid] = max(value, rec.finished.get(sid, 0))
+            if value > rec.finished.get(sid, -1):
+                rec.finished[sid] = value
         return result
 
     tpc_finish.__wrapped__ = original

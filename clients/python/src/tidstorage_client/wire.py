@@ -24,18 +24,31 @@ def _field(text):
     return text.encode("utf-8") + b"\n"
 
 
+_lists = {}
+
+
+def _list(storage_ids):
+    """The framed list of a tuple of storage ids (cached: a process commits
+    to few distinct sets of storages, and framing is most of the cost)."""
+    data = _lists.get(storage_ids)
+    if data is None:
+        data = b"%d\n" % len(storage_ids) + b"".join(_field(s) for s in storage_ids)
+        if len(_lists) < 10000:
+            _lists[storage_ids] = data
+    return data
+
+
 def encode_begin(txn_id, storage_ids):
-    out = [_field(BEGIN), _field(txn_id), b"%d\n" % len(storage_ids)]
-    out.extend(_field(s) for s in storage_ids)
-    return b"".join(out)
+    return b"BEGIN\n" + _field(txn_id) + _list(tuple(storage_ids))
 
 
 def encode_commit(txn_id, tids):
-    """``tids``: list of (storage id, TID as int) pairs, in a stable order."""
-    out = [_field(COMMIT), _field(txn_id), b"%d\n" % len(tids)]
-    out.extend(_field(s) for s, _ in tids)
-    out.extend(b"%d\n" % t for _, t in tids)
-    return b"".join(out)
+    """``tids``: a dict storage id -> TID (int), or (storage id, TID) pairs;
+    sent sorted by storage id."""
+    pairs = sorted(tids.items() if isinstance(tids, dict) else tids)
+    keys = tuple(s for s, _ in pairs)
+    return (b"COMMIT\n" + _field(txn_id) + _list(keys)
+            + b"".join([b"%d\n" % t for _, t in pairs]))
 
 
 def encode_abort(txn_id):

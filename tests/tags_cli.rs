@@ -1,0 +1,200 @@
+//! `tidstorage tags` and `tidstorage check` as an operator runs them, on the
+//! tagged files real ZODB and the client wrote (tests/fixtures/tags/).
+
+mod common;
+
+use std::path::Path;
+
+use common::{assert_code, repo_path, run_in, stderr, stdout};
+use serde_json::Value;
+use tidstorage::exactcut::{FloorSpec, TagSummary};
+use tidstorage::tid::Tid;
+
+fn answers() -> Value {
+    serde_json::from_str(
+        &std::fs::read_to_string(repo_path("tests/fixtures/tags/tags.json")).unwrap(),
+    )
+    .unwrap()
+}
+
+/// A directory with the three fixture files and a configuration naming
+/// `names` of them (others left out: another host's).
+fn setup(dir: &Path, names: &[&str]) {
+    let j = answers();
+    let mut cfg = String::new();
+    for n in ["a", "b", "c"] {
+        std::fs::copy(
+            repo_path(&format!("tests/fixtures/tags/{n}.fs")),
+            dir.join(format!("{n}.fs")),
+        )
+        .unwrap();
+        if names.contains(&n) {
+            cfg.push_str(&format!(
+                "[[storage]]\nid = '{}'\ndata_fs = \"{n}.fs\"\n",
+                j["ids"][n].as_str().unwrap()
+            ));
+        }
+    }
+    std::fs::write(dir.join("tidstorage.toml"), cfg).unwrap();
+}
+
+#[test]
+fn tags_json_is_the_summary_and_names_the_configured_storage() {
+    let d = tempfile::tempdir().unwrap();
+    setup(d.path(), &["a", "b", "c"]);
+    let j = answers();
+    let since = j["files"]["b"]["transactions"][3]["tid"]
+        .as_str()
+        .unwrap()
+        .to_string();
+    let o = run_in(
+        d.path(),
+        &["tags", "b.fs", "--since", &since, "--format", "json"],
+    );
+    assert_code(&o, 0);
+    let v: Value = serde_json::from_str(&stdout(&o)).unwrap();
+    let s = TagSummary::from_json(&v).unwrap();
+    assert_eq!(s.storage, j["ids"]["b"].as_str().unwrap());
+    let want = TagSummary::read_file(
+        &d.path().join("b.fs"),
+        j["ids"]["b"].as_str().unwrap(),
+        FloorSpec::Tid(Tid(u64::from_str_radix(&since, 16).unwrap())),
+    )
+    .unwrap();
+    assert_eq!(s.transactions, want.transactions);
+    // Above the 4th transaction: the 4 after it, then b's 'c' record, which
+    // is a damaged tail, not a transaction.
+    assert_eq!(s.transactions.len(), 4);
+    assert!(s
+        .damage
+        .as_deref()
+        .unwrap()
+        .contains("checkpoint status 'c'"));
+    // Text: every transaction with its commit id and storages by id.
+    let o = run_in(d.path(), &["tags", "a.fs"]);
+    assert_code(&o, 0);
+    let out = stdout(&o);
+    assert!(
+        out.contains("the first tagged transaction is at 488"),
+        "{out}"
+    );
+    assert!(
+        out.contains(r#"[[["10.0.0.5", 8100]], "1"], [[["10.0.0.6", 8100]], "1"]"#),
+        "{out}"
+    );
+}
+
+#[test]
+fn tags_refuses_a_file_it_cannot_name() {
+    let d = tempfile::tempdir().unwrap();
+    setup(d.path(), &["a"]);
+    let o = run_in(d.path(), &["tags", "c.fs"]);
+    assert_code(&o, 2);
+    assert!(stderr(&o).contains("--storage ID"), "{}", stderr(&o));
+    let o = run_in(d.path(), &["tags", "c.fs", "--storage", "mine"]);
+    assert_code(&o, 0);
+    let o = run_in(d.path(), &["tags", "a.fs", "--since", "yesterday"]);
+    assert_code(&o, 2);
+}
+
+fn incomplete_ids(o: &std::process::Output) -> Vec<String> {
+    let v: Value = serde_json::from_str(&stdout(o)).unwrap();
+    v["incomplete"]
+        .as_array()
+        .unwrap()
+        .iter()
+        .map(|i| i["commit_id"].as_str().unwrap().to_string())
+        .collect()
+}
+
+/// The commits the oracle sees as incomplete: tagged, absent from a storage
+/// they name (a's partial commit, and the commit b only voted).
+fn oracle_incomplete() -> Vec<String> {
+    let j = answers();
+    let mut present: std::collections::BTreeMap<String, Vec<String>> = Default::default();
+    let mut named: std::collections::BTreeMap<String, Vec<String>> = Default::default();
+    for n in ["a", "b", "c"] {
+        for t in j["files"][n]["transactions"].as_array().unwrap() {
+            if let Some(tag) = t["tag"].as_str() {
+                let parts: Vec<&str> = tag.split(' ').collect();
+                present.entry(parts[1].into()).or_default().push(n.into());
+                named.insert(
+                    parts[1].into(),
+                    parts[3..].iter().map(|s| s.to_string()).collect(),
+                );
+            }
+        }
+    }
+    let mut out: Vec<String> = present
+        .iter()
+        .filter(|(cid, on)| named[*cid].len() != on.len())
+        .map(|(cid, _)| cid.clone())
+        .collect();
+    out.sort();
+    out
+}
+
+#[test]
+fn check_reports_the_incomplete_commits_and_exits_1() {
+    let d = tempfile::tempdir().unwrap();
+    setup(d.path(), &["a", "b", "c"]);
+    let o = run_in(d.path(), &["check", "--format", "json"]);
+    assert_code(&o, 1);
+    let mut got = incomplete_ids(&o);
+    got.sort();
+    assert_eq!(got, oracle_incomplete());
+    assert_eq!(got.len(), 2);
+    let o = run_in(d.path(), &["check"]);
+    assert_code(&o, 1);
+    assert!(stdout(&o).contains("INCOMPLETE commit"), "{}", stdout(&o));
+    assert!(
+        stderr(&o).contains("2 incomplete transaction(s)"),
+        "{}",
+        stderr(&o)
+    );
+    // Nothing is that old.
+    let o = run_in(d.path(), &["check", "--older-than", "3650d"]);
+    assert_code(&o, 0);
+    assert!(stdout(&o).contains("no incomplete transaction"));
+    // Above a floor past both, nothing incomplete either.
+    let last = answers()["files"]["c"]["transactions"]
+        .as_array()
+        .unwrap()
+        .last()
+        .unwrap()["tid"]
+        .as_str()
+        .unwrap()
+        .to_string();
+    let o = run_in(d.path(), &["check", "--since", &last]);
+    assert_code(&o, 0);
+}
+
+#[test]
+fn check_over_two_hosts_with_an_exported_summary() {
+    // Host 2 holds b: it exports its tags; host 1 (a and c) imports them.
+    let host2 = tempfile::tempdir().unwrap();
+    setup(host2.path(), &["b"]);
+    let o = run_in(host2.path(), &["tags", "b.fs", "--format", "json"]);
+    assert_code(&o, 0);
+    let host1 = tempfile::tempdir().unwrap();
+    setup(host1.path(), &["a", "c"]);
+    std::fs::write(host1.path().join("b.tags.json"), stdout(&o)).unwrap();
+    let o = run_in(
+        host1.path(),
+        &["check", "--tags", "b.tags.json", "--format", "json"],
+    );
+    assert_code(&o, 1);
+    let mut got = incomplete_ids(&o);
+    got.sort();
+    assert_eq!(got, oracle_incomplete());
+    // Without b's summary, b is outside the configuration: commits naming
+    // it are unknown, not incomplete, and reported as such.
+    let o = run_in(host1.path(), &["check"]);
+    assert_code(&o, 0);
+    assert!(stdout(&o).contains("unknown-storage"), "{}", stdout(&o));
+    // A broken summary is refused with its file name.
+    std::fs::write(host1.path().join("bad.json"), "{\"format\": \"x\"}").unwrap();
+    let o = run_in(host1.path(), &["check", "--tags", "bad.json"]);
+    assert_code(&o, 3);
+    assert!(stderr(&o).contains("bad.json"), "{}", stderr(&o));
+}
