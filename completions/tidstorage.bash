@@ -78,7 +78,7 @@ _tidstorage() {
             return 0
             ;;
         tidstorage__subcmd__backup)
-            opts="-F -Q -z -c -v -q -h -V --server --no-server --storage --full --quick --gzip --no-gzip --keep-full --bootstrap-wait --config --verbose --quiet --help --version"
+            opts="-F -Q -z -c -v -q -h -V --server --no-server --storage --full --quick --gzip --no-gzip --keep-full --bootstrap-wait --max-lag --config --verbose --quiet --help --version"
             if [[ ${cur} == -* || ${COMP_CWORD} -eq 2 ]] ; then
                 COMPREPLY=( $(compgen -W "${opts}" -- "${cur}") )
                 return 0
@@ -97,6 +97,10 @@ _tidstorage() {
                     return 0
                     ;;
                 --bootstrap-wait)
+                    COMPREPLY=($(compgen -f "${cur}"))
+                    return 0
+                    ;;
+                --max-lag)
                     COMPREPLY=($(compgen -f "${cur}"))
                     return 0
                     ;;

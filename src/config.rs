@@ -191,6 +191,7 @@ struct BackupFile {
     status_file_backup_dir: Option<PathBuf>,
     keep_full: Option<u32>,
     gzip: Option<bool>,
+    max_lag: Option<DurationValue>,
 }
 
 #[derive(Debug, Deserialize)]
@@ -283,6 +284,9 @@ pub struct BackupConfig {
     pub status_file_backup_dir: Option<PathBuf>,
     pub keep_full: Option<u32>,
     pub gzip: bool,
+    /// `backup --max-lag`: a storage whose coherent TID is older than this
+    /// (TID time) than its Data.fs's newest transaction is not backed up.
+    pub max_lag: Option<Duration>,
 }
 
 /// One `[[storage]]`.
@@ -463,6 +467,7 @@ impl Config {
             timestamp_file: f.backup.timestamp_file.map(resolve),
             status_file_backup_dir: f.backup.status_file_backup_dir.map(resolve),
             keep_full: f.backup.keep_full,
+            max_lag: f.backup.max_lag.map(|v| v.0),
             gzip: f.backup.gzip.unwrap_or(false),
         };
         let mut storages: Vec<StorageConfig> = Vec::new();

@@ -606,3 +606,63 @@ fn a_file_size_limit_is_reported_as_an_error_not_a_signal() {
     assert!(stderr(&o).contains("File too large"), "{}", stderr(&o));
     assert!(s.data_files().is_empty(), "{:?}", s.data_files());
 }
+
+#[test]
+fn max_lag_skips_only_the_storage_a_stuck_transaction_holds_back_and_names_it() {
+    let dir = tempfile::tempdir().unwrap();
+    let d = dir.path();
+    write_config(d, "daemon.toml", 0, &["a", "b"]);
+    let ta = zodb_write(&d.join("a/Data.fs"), 4);
+    let tb = zodb_write(&d.join("b/Data.fs"), 3);
+    let daemon = Daemon::start(d, &["-c", "daemon.toml", "--burst-period", "10ms"]);
+    let mut cl = daemon.client();
+    cl.begin("t0", &["a", "b"]);
+    cl.commit("t0", &[("a", ta[0]), ("b", tb[0])]);
+    cl.wait_bootstrapped();
+    cl.begin("t1", &["a", "b"]);
+    cl.commit("t1", &[("a", ta[1]), ("b", tb[2])]);
+    // A commit on a that never ends: a's point stays at ta[1] while its
+    // Data.fs holds two newer transactions.
+    cl.begin("stuck", &["a"]);
+    cl.begin("t2", &["a"]);
+    cl.commit("t2", &[("a", ta[3])]);
+    assert_eq!(cl.dump(), pt(&[("a", ta[1]), ("b", tb[2])]));
+    write_config(d, "backup.toml", daemon.port, &["a", "b"]);
+    let o = run_in(d, &["-c", "backup.toml", "backup", "--max-lag", "0s"]);
+    assert_code(&o, 3);
+    let err = stderr(&o);
+    assert!(
+        err.contains("storage a") && err.contains("--max-lag"),
+        "{err}"
+    );
+    assert!(
+        err.contains("held back by stuck"),
+        "the holder is named: {err}"
+    );
+    assert!(err.contains("tidstorage resolve"), "{err}");
+    // b, not held back, is backed up, and its summary says its lag.
+    let out = stdout(&o);
+    assert!(
+        out.contains("storage b: full") && out.contains("lag 0.0 s"),
+        "{out}"
+    );
+    let files = |r: &str| {
+        std::fs::read_dir(d.join(r))
+            .unwrap()
+            .filter(|e| {
+                e.as_ref()
+                    .unwrap()
+                    .file_name()
+                    .to_string_lossy()
+                    .ends_with(".fs")
+            })
+            .count()
+    };
+    assert_eq!((files("repo-a"), files("repo-b")), (0, 1));
+    // Without the limit (the same command without --max-lag), a is backed
+    // up at its old point: the limit is what refuses a silently stale backup.
+    let o = run_in(d, &["-c", "backup.toml", "backup"]);
+    assert_code(&o, 0);
+    assert!(stdout(&o).contains("storage a: full"), "{}", stdout(&o));
+    daemon.stop();
+}

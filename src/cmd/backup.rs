@@ -46,6 +46,12 @@ pub struct BackupArgs {
     /// point (bootstrap after a daemon start).
     #[arg(long, value_name = "DURATION", value_parser = parse_duration, default_value = "30s")]
     pub bootstrap_wait: Duration,
+    /// Do not back up a storage whose coherent TID is more than DURATION
+    /// (TID time) older than the newest transaction in its Data.fs (exit 3,
+    /// naming the transactions holding it back); the others are backed up
+    /// [default: [backup] max_lag, else no limit].
+    #[arg(long, value_name = "DURATION", value_parser = parse_duration, conflicts_with = "no_server")]
+    pub max_lag: Option<Duration>,
 }
 
 pub fn run(a: BackupArgs, g: &Context) -> Result<()> {
@@ -66,6 +72,7 @@ pub fn run(a: BackupArgs, g: &Context) -> Result<()> {
         },
         keep_full: a.keep_full,
         bootstrap_wait: a.bootstrap_wait,
+        max_lag: a.max_lag,
         quiet: g.quiet(),
     };
     let r = backup::run(&c, &o)?;
@@ -133,7 +140,12 @@ fn render(r: &BackupReport) -> String {
 
 fn summary(d: &StorageBackup) -> String {
     let upto = match (d.tid, d.last_tid) {
-        (Some(t), _) => format!("coherent TID {} ({})", t.hex(), t.rfc3339()),
+        (Some(t), _) => format!(
+            "coherent TID {} ({}, lag {:.1} s)",
+            t.hex(),
+            t.rfc3339(),
+            d.lag.unwrap_or(0.0)
+        ),
         (None, Some(l)) => format!("end, last TID {} ({})", l.hex(), l.rfc3339()),
         (None, None) => "end (no transaction)".into(),
     };

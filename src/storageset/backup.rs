@@ -50,6 +50,9 @@ pub struct BackupOptions {
     pub keep_full: Option<u32>,
     /// How long to wait for storages missing from the daemon's point.
     pub bootstrap_wait: Duration,
+    /// Skip a storage whose coherent TID lags its Data.fs's newest
+    /// transaction by more than this; `None` takes `[backup] max_lag`.
+    pub max_lag: Option<Duration>,
     /// No progress bars.
     pub quiet: bool,
 }
@@ -70,6 +73,9 @@ pub struct StorageBackup {
     pub tid: Option<Tid>,
     /// The last TID in the backed-up prefix.
     pub last_tid: Option<Tid>,
+    /// The coherent TID's lag behind the Data.fs's newest transaction, in
+    /// seconds of TID time (None with `no_server`).
+    pub lag: Option<f64>,
     /// Why a full backup was taken when an incremental was possible.
     pub reason: Option<String>,
     pub notes: Vec<String>,
@@ -204,6 +210,8 @@ pub fn run(c: &Config, o: &BackupOptions) -> Result<BackupReport> {
         Some(take_point(&addr, &ids, o.bootstrap_wait, c)?)
     };
 
+    let max_lag = o.max_lag.or(c.backup.max_lag);
+    let addr = server_address(o.server.as_deref(), c);
     let mut done: Vec<(Job, Done)> = Vec::new();
     for j in jobs {
         let tid = match &point {
@@ -226,7 +234,8 @@ pub fn run(c: &Config, o: &BackupOptions) -> Result<BackupReport> {
             },
         };
         let floor = j.floor.max(timestamp_floor.map(|s| Stamp(s.0 - 1)));
-        match backup_one(&j, tid, o, gzip, floor) {
+        let limit = max_lag.zip(tid).map(|(l, t)| (l, t, addr.as_str()));
+        match backup_one(&j, tid, o, gzip, floor, limit) {
             Ok(d) => done.push((j, d)),
             Err(e) => failures.push(e.storage(j.job.id())),
         }
@@ -458,6 +467,7 @@ fn backup_one(
     o: &BackupOptions,
     gzip: bool,
     floor: Option<Stamp>,
+    max_lag: Option<(Duration, Tid, &str)>,
 ) -> Result<Done> {
     let t0 = Instant::now();
     let id = j.job.id();
@@ -519,6 +529,21 @@ fn backup_one(
             (v.end, v.last_tid)
         }
     };
+    // How far the point lags what the file holds (TID time).
+    let lag = match tid {
+        Some(t) => {
+            let newest = df
+                .last_tid()
+                .map_err(|e| Error::from(e).doing("cannot read the Data.fs"))?;
+            Some(newest.map_or(0.0, |n| (n.unix_seconds() - t.unix_seconds()).max(0.0)))
+        }
+        None => None,
+    };
+    if let (Some((limit, t, addr)), Some(secs)) = (max_lag, lag) {
+        if secs > limit.as_secs_f64() {
+            return Err(Error::refused(lag_refusal(id, t, secs, limit, addr)));
+        }
+    }
     let check_pb = progress::bar(0, format!("{id} checking"), o.quiet);
     let (decision, chain) =
         repo.decide(df.file(), end, o.full, o.quick, &check_pb as &dyn Progress)?;
@@ -532,6 +557,7 @@ fn backup_one(
         source_size: df.size(),
         tid,
         last_tid,
+        lag,
         reason,
         notes,
         secs: t0.elapsed().as_secs_f64(),
@@ -637,6 +663,60 @@ fn backup_one(
         stamp: Some(stamp),
         index_error,
     })
+}
+
+/// The message of a storage `--max-lag` skips: how far behind, which
+/// transactions hold its point back (asked from the daemon), what to do.
+fn lag_refusal(id: &str, tid: Tid, secs: f64, limit: Duration, addr: &str) -> String {
+    let mut m = format!(
+        "not backed up: its coherent TID {} ({}) is {} behind the newest transaction in \
+         its Data.fs, more than --max-lag {}",
+        tid.hex(),
+        tid.rfc3339(),
+        humantime::format_duration(Duration::from_secs(secs as u64)),
+        humantime::format_duration(limit)
+    );
+    let holders = DaemonClient::connect(addr).and_then(|mut c| c.in_flight());
+    match holders {
+        Ok(answer) => {
+            let named: Vec<String> = answer
+                .holding_back(id)
+                .map(|t| {
+                    format!(
+                        "{} ({}, {:.0} s old, storages {}{})",
+                        t.id,
+                        match t.state {
+                            crate::protocol::answers::TxnState::Orphan => "orphan",
+                            crate::protocol::answers::TxnState::InFlight => "in flight",
+                        },
+                        t.age_seconds,
+                        t.storages.join(", "),
+                        t.client
+                            .as_ref()
+                            .map(|c| format!(", from {c}"))
+                            .unwrap_or_default()
+                    )
+                })
+                .collect();
+            if named.is_empty() {
+                m.push_str(
+                    "; the daemon names no transaction holding it back (no newer commit of this \
+                     storage reached it: check that Zope reports its commits)",
+                );
+            } else {
+                m.push_str(&format!(
+                    "; held back by {}: if that commit is known to be over (its client is gone, \
+                     or the databases were checked), end it with `tidstorage resolve ID`; see \
+                     `tidstorage inflight`",
+                    named.join("; ")
+                ));
+            }
+        }
+        Err(e) => m.push_str(&format!(
+            "; the daemon could not say which transaction holds it back ({e})"
+        )),
+    }
+    m
 }
 
 /// True when the bytes after a file's valid prefix are a commit a live

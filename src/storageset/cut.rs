@@ -406,12 +406,27 @@ fn execute_one(p: &Plan, discard_tail: bool, quiet: bool) -> Result<Option<Outco
             write_index(p, &ix, &index_path)?;
             format!("index written ({how}, {} oids)", ix.len())
         }
-        Err(why) => {
+        // Damage in the kept part: no index can describe it (ZODB
+        // rebuilds, or refuses, at its next open; `cut --verify` says where).
+        Err(why) if why.is_damage() => {
             log::warn!(
                 "{}: no fresh index ({why}); ZODB rebuilds it at its next open",
                 path.display()
             );
             "stale index removed; ZODB rebuilds it at its next open".to_string()
+        }
+        // An I/O failure: the job is not done; the rerun writes the index.
+        Err(why) => {
+            fsutil::sync_parent_dir(path)
+                .map_err(|e| Error::io(path, e).doing("cannot fsync the directory of"))?;
+            return Err(why
+                .doing(format!(
+                    "{} is cut, but its index could not be made",
+                    path.display()
+                ))
+                .advice(
+                    "run the same cut again to write it (ZODB rebuilds it at open meanwhile)",
+                ));
         }
     };
     fsutil::sync_parent_dir(path)
