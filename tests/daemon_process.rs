@@ -664,3 +664,35 @@ fn each_bootstrap_change_is_logged_once() {
         "names the missing storage: {started}"
     );
 }
+
+#[test]
+fn a_second_daemon_on_the_same_status_file_is_refused_naming_the_first() {
+    let dir = tempfile::tempdir().unwrap();
+    let first = Daemon::start(dir.path(), &[]);
+    let status = dir.path().join("status.tid");
+    // No pidfile shared: only the status file is the same.
+    let o = run_in(
+        dir.path(),
+        &[
+            "serve",
+            "--port",
+            "0",
+            "--status-file",
+            status.to_str().unwrap(),
+        ],
+    );
+    assert_code(&o, 3);
+    let e = stderr(&o);
+    assert!(
+        e.contains("another tidstorage daemon") && e.contains("writes the status file"),
+        "{e}"
+    );
+    assert!(
+        e.contains(&format!("pid {}", first.child.id())),
+        "names the holder: {e}"
+    );
+    let _ = first.stop();
+    // Once the first stopped, the file is free again.
+    let second = Daemon::start(dir.path(), &[]);
+    let _ = second.stop();
+}

@@ -72,6 +72,10 @@ pub fn serve(cfg: Config, detach: bool, level: log::LevelFilter) -> Result<()> {
 
     // Replay before binding: a damaged status file must stop us before
     // any client believes we are serving.
+    // Before reading it: a second daemon on the same status file would
+    // interleave records and publish points the other never saw.
+    let mut status_lock =
+        process::PidFile::lock_status_file(&sc.status_file).map_err(CliError::runtime)?;
     let replay = match statuslog::replay_file(&sc.status_file, ReplayOptions { lenient: false }) {
         Ok(r) => r,
         // First start: no file yet, nothing to replay.
@@ -135,6 +139,12 @@ pub fn serve(cfg: Config, detach: bool, level: log::LevelFilter) -> Result<()> {
     if detach {
         process::daemonize().map_err(|e| CliError::runtime(format!("cannot detach: {e}")))?;
     }
+    status_lock.write_pid().map_err(|e| {
+        CliError::runtime(format!(
+            "cannot write {}: {e}",
+            status_lock.path().display()
+        ))
+    })?;
     if let Some(p) = &mut pidfile {
         p.write_pid().map_err(|e| {
             CliError::runtime(format!(
@@ -189,6 +199,7 @@ pub fn serve(cfg: Config, detach: bool, level: log::LevelFilter) -> Result<()> {
     }
     let r = d.run();
     drop(pidfile);
+    drop(status_lock);
     r.map_err(|e| CliError::runtime(format!("event loop failed: {e}")))
 }
 

@@ -19,6 +19,34 @@ pub struct PidFile {
 }
 
 impl PidFile {
+    /// The lock of the status file `status` (`<status>.lock`, holding the
+    /// writer's pid): one daemon writes a status file, never two, whatever
+    /// their pidfiles. Does not write the pid yet.
+    pub fn lock_status_file(status: &Path) -> Result<PidFile, String> {
+        let path = fsutil::sibling(status, ".lock");
+        match fsutil::try_lock_file(&path) {
+            Ok(Some(file)) => Ok(PidFile {
+                path,
+                file,
+                owner: None,
+            }),
+            Ok(None) => {
+                let pid = std::fs::read_to_string(&path).unwrap_or_default();
+                Err(format!(
+                    "another tidstorage daemon (pid {}) writes the status file {} (it holds {}); \
+                     stop it first, or give this one another --status-file",
+                    pid.trim(),
+                    status.display(),
+                    path.display()
+                ))
+            }
+            Err(e) => Err(format!(
+                "cannot open {}, the lock of the status file: {e}; check the directory is writable",
+                path.display()
+            )),
+        }
+    }
+
     /// Takes the lock or says who holds it. Does not write the pid yet.
     pub fn lock(path: &Path) -> Result<PidFile, String> {
         match fsutil::try_lock_file(path) {
