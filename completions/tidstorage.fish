@@ -124,12 +124,15 @@ complete -c tidstorage -n "__fish_tidstorage_using_subcommand restore" -s h -l h
 complete -c tidstorage -n "__fish_tidstorage_using_subcommand restore" -s V -l version -d 'Print version'
 complete -c tidstorage -n "__fish_tidstorage_using_subcommand cut" -l tid-log -d 'Status file to take the point from (default: [server] status_file)' -r -F
 complete -c tidstorage -n "__fish_tidstorage_using_subcommand cut" -l server -d 'Take the point from a daemon still running (HOST:PORT): fresher than the status file when only the ZEO servers crashed' -r
+complete -c tidstorage -n "__fish_tidstorage_using_subcommand cut" -l since -d 'With the exact cut: this TID is the floor known to be consistent on every storage, instead of the point (e.g. when there is no status file)' -r
+complete -c tidstorage -n "__fish_tidstorage_using_subcommand cut" -l tags -d 'With the exact cut: the tag summary of a storage on another host (`tidstorage tags FILE --since TID --format json` there); repeatable' -r -F
 complete -c tidstorage -n "__fish_tidstorage_using_subcommand cut" -l storage -d 'Cut only this configured storage (repeatable)' -r
 complete -c tidstorage -n "__fish_tidstorage_using_subcommand cut" -l format -d 'Output format of the plan. TSV rows: storage, data_fs, tid, tid hex, current size, cut position, bytes removed, transactions removed, index action' -r -f -a "text\t'Aligned columns for people'
 json\t'One JSON document (machine-stable keys)'
 tsv\t'Tab-separated rows, no header'"
 complete -c tidstorage -n "__fish_tidstorage_using_subcommand cut" -s c -l config -d 'Configuration file (TOML). Default: $TIDSTORAGE_CONFIG, then ./tidstorage.toml, then /etc/tidstorage.toml' -r -F
 complete -c tidstorage -n "__fish_tidstorage_using_subcommand cut" -l lenient -d 'Skip damaged status-file lines instead of refusing'
+complete -c tidstorage -n "__fish_tidstorage_using_subcommand cut" -l at-point -d 'Cut at the point itself (the status file\'s or the daemon\'s), the behaviour before commit tags; by default the cut keeps, above the point, every transaction that the commit tags show complete on every storage it names (the exact cut, docs/tags.md)'
 complete -c tidstorage -n "__fish_tidstorage_using_subcommand cut" -s n -l dry-run -d 'Print the plan and change nothing'
 complete -c tidstorage -n "__fish_tidstorage_using_subcommand cut" -l discard-tail -d 'Do not keep the removed bytes in Data.fs.tail-<tid hex>'
 complete -c tidstorage -n "__fish_tidstorage_using_subcommand cut" -l verify -d 'Also verify every kept transaction (fstest-style, reads the whole file) before cutting; without it only the transactions around the cut are checked, which costs O(bytes removed)'

@@ -198,3 +198,153 @@ fn check_over_two_hosts_with_an_exported_summary() {
     assert_code(&o, 3);
     assert!(stderr(&o).contains("bad.json"), "{}", stderr(&o));
 }
+
+/// `cut`'s plan (dry run, JSON) per storage id.
+fn cut_plan(dir: &Path, extra: &[&str]) -> Vec<Value> {
+    let mut a = vec!["cut", "--dry-run", "--format", "json"];
+    a.extend_from_slice(extra);
+    let o = run_in(dir, &a);
+    assert_code(&o, 0);
+    stdout(&o)
+        .lines()
+        .filter(|l| l.starts_with('{'))
+        .map(|l| serde_json::from_str(l).unwrap())
+        .collect()
+}
+
+#[test]
+fn cut_by_default_is_the_exact_cut_the_oracle_computes() {
+    let d = tempfile::tempdir().unwrap();
+    setup(d.path(), &["a", "b", "c"]);
+    let j = answers();
+    // No status file: no floor; the untagged history is kept as it is and
+    // the exact cut is computed over the rest (the plan says so).
+    let plans = cut_plan(d.path(), &[]);
+    assert_eq!(plans.len(), 3);
+    for (p, n) in plans.iter().zip(["a", "b", "c"]) {
+        let want = &j["files"][n]["exact_cut"];
+        assert_eq!(p["cut_position"], want["cut_position"], "{n}: {p}");
+        assert_eq!(
+            p["exact"]["kept_beyond_point"], want["kept_beyond_floor"],
+            "{n}"
+        );
+        assert_eq!(
+            p["exact"]["removed"].as_array().unwrap().len() as u64,
+            want["removed"].as_u64().unwrap(),
+            "{n}: every removed transaction is named with its reason"
+        );
+        assert_eq!(p["exact"]["floor"]["kind"], "first-tagged", "{n}");
+    }
+    // --at-point needs a point: without a status file it refuses, cutting
+    // nothing; with one it keeps nothing above it (the old behaviour).
+    let o = run_in(d.path(), &["cut", "--dry-run", "--at-point"]);
+    assert_code(&o, 3);
+    // The cut for real gives files ZODB opens at the oracle's ends.
+    let o = run_in(d.path(), &["cut"]);
+    assert_code(&o, 0);
+    for n in ["a", "b", "c"] {
+        let size = std::fs::metadata(d.path().join(format!("{n}.fs")))
+            .unwrap()
+            .len();
+        assert_eq!(
+            size,
+            j["files"][n]["exact_cut"]["cut_position"].as_u64().unwrap(),
+            "{n}"
+        );
+        let c = common::zodb(&["check", d.path().join(format!("{n}.fs")).to_str().unwrap()]);
+        assert_eq!(c["fstest"], "ok", "{n}");
+    }
+}
+
+#[test]
+fn a_floor_from_the_status_file_never_cuts_below_it_and_at_point_cuts_there() {
+    let d = tempfile::tempdir().unwrap();
+    setup(d.path(), &["a", "b", "c"]);
+    let j = answers();
+    // A point at each file's first tagged transaction.
+    let mut entries = Vec::new();
+    for n in ["a", "b", "c"] {
+        let t = j["files"][n]["transactions"]
+            .as_array()
+            .unwrap()
+            .iter()
+            .find(|t| !t["tag"].is_null())
+            .unwrap()["tid"]
+            .as_str()
+            .unwrap()
+            .to_string();
+        let tid = u64::from_str_radix(&t, 16).unwrap();
+        entries.push(format!(
+            "'{}': {tid}",
+            j["ids"][n].as_str().unwrap().replace('\'', "\\'")
+        ));
+    }
+    std::fs::write(
+        d.path().join("tidstorage.tid"),
+        format!("1732212345.67 f {{{}}}\n", entries.join(", ")),
+    )
+    .unwrap();
+    let cfg = std::fs::read_to_string(d.path().join("tidstorage.toml")).unwrap();
+    std::fs::write(
+        d.path().join("tidstorage.toml"),
+        format!("[server]\nstatus_file = \"tidstorage.tid\"\n{cfg}"),
+    )
+    .unwrap();
+    let exact = cut_plan(d.path(), &[]);
+    let at_point = cut_plan(d.path(), &["--at-point"]);
+    for (e, p) in exact.iter().zip(&at_point) {
+        assert!(
+            e["cut_position"].as_u64() >= p["cut_position"].as_u64(),
+            "{e}\n{p}"
+        );
+        assert_eq!(e["exact"]["floor"]["kind"], "given");
+        assert!(p["exact"].is_null());
+    }
+    // The exact cut keeps more than the point alone somewhere (the
+    // fixtures hold complete transactions above it).
+    assert!(exact
+        .iter()
+        .zip(&at_point)
+        .any(|(e, p)| e["cut_position"].as_u64() > p["cut_position"].as_u64()));
+}
+
+#[test]
+fn storages_on_two_hosts_get_the_same_exact_cut_through_exported_tags() {
+    let j = answers();
+    // Host 2 holds c: it exports c's tags (no floor: its first tagged).
+    let host2 = tempfile::tempdir().unwrap();
+    setup(host2.path(), &["c"]);
+    let o = run_in(host2.path(), &["tags", "c.fs", "--format", "json"]);
+    assert_code(&o, 0);
+    // Host 1 holds a and b; c is configured without a data_fs.
+    let host1 = tempfile::tempdir().unwrap();
+    setup(host1.path(), &["a", "b"]);
+    let cfg = std::fs::read_to_string(host1.path().join("tidstorage.toml")).unwrap();
+    std::fs::write(
+        host1.path().join("tidstorage.toml"),
+        format!(
+            "{cfg}[[storage]]\nid = '{}'\n",
+            j["ids"]["c"].as_str().unwrap()
+        ),
+    )
+    .unwrap();
+    std::fs::write(host1.path().join("c.tags.json"), stdout(&o)).unwrap();
+    let ids = |n: &str| j["ids"][n].as_str().unwrap().to_string();
+    let (ia, ib) = (ids("a"), ids("b"));
+    let plans = cut_plan(
+        host1.path(),
+        &["--storage", &ia, "--storage", &ib, "--tags", "c.tags.json"],
+    );
+    for (p, n) in plans.iter().zip(["a", "b"]) {
+        assert_eq!(
+            p["cut_position"], j["files"][n]["exact_cut"]["cut_position"],
+            "{n}"
+        );
+    }
+    // Without c's tags, its partners cannot be proven complete: less is kept.
+    let alone = cut_plan(host1.path(), &["--storage", &ia, "--storage", &ib]);
+    assert!(alone
+        .iter()
+        .zip(&plans)
+        .all(|(x, p)| x["cut_position"].as_u64() <= p["cut_position"].as_u64()));
+}

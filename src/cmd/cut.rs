@@ -7,7 +7,7 @@ use std::path::PathBuf;
 use crate::cmd::{emit, tid_json, Context, Format};
 use crate::datafs::index::IndexMethod;
 use crate::error::{CliError, Result};
-use crate::storageset::cut::{self, CutOptions, Plan, PointSource};
+use crate::storageset::cut::{self, CutOptions, ExactOptions, Plan, PointSource};
 use crate::tid::Tid;
 
 #[derive(Debug, Clone, clap::Args)]
@@ -36,6 +36,21 @@ pub struct CutArgs {
     /// Skip damaged status-file lines instead of refusing.
     #[arg(long)]
     pub lenient: bool,
+    /// Cut at the point itself (the status file's or the daemon's), the
+    /// behaviour before commit tags; by default the cut keeps, above the
+    /// point, every transaction that the commit tags show complete on every
+    /// storage it names (the exact cut, docs/tags.md).
+    #[arg(long, conflicts_with = "file")]
+    pub at_point: bool,
+    /// With the exact cut: this TID is the floor known to be consistent on
+    /// every storage, instead of the point (e.g. when there is no status
+    /// file).
+    #[arg(long, value_name = "TID", conflicts_with_all = ["file", "at_point"])]
+    pub since: Option<String>,
+    /// With the exact cut: the tag summary of a storage on another host
+    /// (`tidstorage tags FILE --since TID --format json` there); repeatable.
+    #[arg(long = "tags", value_name = "FILE", conflicts_with_all = ["file", "at_point"])]
+    pub tags: Vec<PathBuf>,
     /// Cut only this configured storage (repeatable).
     #[arg(long = "storage", value_name = "ID", conflicts_with = "file")]
     pub storages: Vec<String>,
@@ -59,7 +74,18 @@ pub struct CutArgs {
 
 pub fn run(a: CutArgs, g: &Context) -> Result<()> {
     g.init_stderr_log();
+    let since = match &a.since {
+        Some(t) => Some(
+            t.parse::<Tid>()
+                .map_err(|e| CliError::usage(format!("--since: {e}")))?,
+        ),
+        None => None,
+    };
     let o = CutOptions {
+        exact: (!a.at_point).then(|| ExactOptions {
+            since,
+            tags: a.tags.clone(),
+        }),
         dry_run: a.dry_run,
         verify: a.verify,
         quiet: g.quiet(),
@@ -163,6 +189,21 @@ fn render(p: &Plan, a: &CutArgs) -> String {
                 },
                 "notes": p.notes,
                 "dry_run": a.dry_run,
+                "point_tid": p.point_tid.map(|t| t.0),
+                "exact": p.exact.as_ref().map(|x| serde_json::json!({
+                    "floor": {
+                        "kind": x.floor.kind.as_str(),
+                        "tid": x.floor.tid.map(|t| t.0),
+                        "position": x.floor.position,
+                    },
+                    "kept_beyond_point": x.kept_beyond_floor,
+                    "removed": x.removed.iter().map(|r| serde_json::json!({
+                        "tid": r.tid.0,
+                        "hex": r.tid.hex(),
+                        "reason": r.reason.code(),
+                        "why": r.reason.to_string(),
+                    })).collect::<Vec<_>>(),
+                })),
             });
             format!("{v}\n")
         }
@@ -193,6 +234,25 @@ fn render(p: &Plan, a: &CutArgs) -> String {
                 removed,
                 p.cut.transactions_removed
             ));
+            if let Some(x) = &p.exact {
+                s.push_str(&format!(
+                    "  exact cut      keeps {} transaction(s) beyond the {}\n",
+                    x.kept_beyond_floor,
+                    match x.floor.kind {
+                        crate::exactcut::FloorKind::Given => "point".to_string(),
+                        crate::exactcut::FloorKind::FirstTagged => {
+                            "untagged history (no point: kept as it is)".to_string()
+                        }
+                        crate::exactcut::FloorKind::NoTags => {
+                            "file's start (no point and no tags: the whole file is kept)"
+                                .to_string()
+                        }
+                    }
+                ));
+                for r in &x.removed {
+                    s.push_str(&format!("  removes        {}: {}\n", r.tid.hex(), r.reason));
+                }
+            }
             s.push_str(&format!("  index          {}\n", index_text(p)));
             for n in &p.notes {
                 s.push_str(&format!("  note: {n}\n"));

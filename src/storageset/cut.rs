@@ -45,9 +45,32 @@ pub enum PointSource {
     Daemon(String),
 }
 
+/// The exact cut (the default for configured storages): the greatest
+/// consistent cut above the point, from the commit tags in the files.
+#[derive(Debug, Clone, Default)]
+pub struct ExactOptions {
+    /// A floor for every storage instead of the point (`--since`).
+    pub since: Option<Tid>,
+    /// Tag summaries of storages on other hosts (`--tags FILE`).
+    pub tags: Vec<PathBuf>,
+}
+
+/// What the exact cut decided for one storage, for the plan.
+#[derive(Debug, Clone)]
+pub struct ExactStorage {
+    pub floor: crate::exactcut::Floor,
+    /// Transactions kept above the floor (beyond the point).
+    pub kept_beyond_floor: u64,
+    /// Every transaction above the floor that goes, with why.
+    pub removed: Vec<crate::exactcut::Removed>,
+}
+
 /// What the caller asks of a cut (the flags).
 #[derive(Debug, Clone)]
 pub struct CutOptions {
+    /// Cut at the exact cut above the point (None: at the point itself,
+    /// `--at-point`).
+    pub exact: Option<ExactOptions>,
     /// Plan only: no lock is taken, nothing is changed.
     pub dry_run: bool,
     /// Verify every kept transaction before cutting.
@@ -69,6 +92,10 @@ pub struct Plan {
     pub index_method: IndexMethod,
     /// Position the existing index covers, when one is readable.
     pub index_existing: Option<u64>,
+    /// The exact cut's account (None: cut at the point).
+    pub exact: Option<ExactStorage>,
+    /// The point's TID for this storage (the floor), when there is one.
+    pub point_tid: Option<Tid>,
 }
 
 impl Plan {
@@ -127,11 +154,33 @@ pub fn plan_configured(
         PointSource::Daemon(addr) => (point::from_daemon(addr)?, format!("the daemon at {addr}")),
         PointSource::StatusFile { path, lenient } => {
             let path = path.clone().unwrap_or_else(|| c.server.status_file.clone());
-            (
-                point::from_status_file(&path, *lenient)?,
-                format!("the status file {}", path.display()),
-            )
+            let missing = !fsutil::exists(&path)
+                .map_err(|e| Error::io(&path, e).doing("cannot look for the status file"))?;
+            if missing && o.exact.is_some() {
+                // No floor at all: each file's history before its first
+                // tagged transaction is taken as it is (the plan says so).
+                log::warn!(
+                    "the status file {} does not exist: no point to start from; the exact cut \
+                     keeps each file's history written before its first tagged transaction \
+                     (give a floor with --since TID)",
+                    path.display()
+                );
+                (
+                    Point::new(),
+                    format!("the status file {} (missing)", path.display()),
+                )
+            } else {
+                (
+                    point::from_status_file(&path, *lenient)?,
+                    format!("the status file {}", path.display()),
+                )
+            }
         }
+    };
+    // The exact cut reads every configured storage: a tag may name any.
+    let exact = match &o.exact {
+        Some(x) => Some(exact_plan(c, &point, x)?),
+        None => None,
     };
     let mut plans = Vec::new();
     let mut errors = Vec::new();
@@ -143,7 +192,9 @@ pub fn plan_configured(
             );
             continue;
         };
-        let Some(tid) = point.get(&s.id) else {
+        let point_tid = point.get(&s.id).copied();
+        let floor_given = o.exact.as_ref().is_some_and(|x| x.since.is_some()) || point.is_empty();
+        if point_tid.is_none() && !(exact.is_some() && floor_given) {
             errors.push(
                 Error::refused(format!(
                     "is not in {from}: it never had a coherency point; \
@@ -152,9 +203,28 @@ pub fn plan_configured(
                 .storage(&format!("{:?}", s.id)),
             );
             continue;
+        }
+        let (tid, account) = match &exact {
+            Some(plan) => {
+                // Read from this very file above: always in the plan.
+                let sp = plan
+                    .get(&s.id)
+                    .expect("every configured storage is planned");
+                let account = ExactStorage {
+                    floor: sp.floor,
+                    kept_beyond_floor: sp.kept_beyond_floor,
+                    removed: sp.removed.clone(),
+                };
+                (sp.cut_tid.unwrap_or(Tid(0)), Some(account))
+            }
+            None => (point_tid.expect("checked above"), None),
         };
-        match plan_one(Some(&s.id), data_fs, *tid, o) {
-            Ok(p) => plans.push(p),
+        match plan_one(Some(&s.id), data_fs, tid, o) {
+            Ok(mut p) => {
+                p.exact = account;
+                p.point_tid = point_tid;
+                plans.push(p);
+            }
             Err(e) => errors.push(e.storage(&format!("{:?}", s.id))),
         }
     }
@@ -164,6 +234,53 @@ pub fn plan_configured(
             .doing(format!("nothing was cut, because {n} storage(s) cannot be")));
     }
     Ok(plans)
+}
+
+/// The exact cut over every configured storage (and the summaries other
+/// hosts exported), each above its floor: `since`, else its TID in
+/// `point`, else (no point at all) its first tagged transaction.
+fn exact_plan(c: &Config, point: &Point, x: &ExactOptions) -> Result<crate::exactcut::Plan> {
+    use crate::exactcut::{exact_cut, FloorSpec, TagSummary};
+    let mut inputs = Vec::new();
+    let mut errors = Vec::new();
+    for s in &c.storages {
+        let Some(data_fs) = &s.data_fs else { continue };
+        let spec = match (x.since, point.get(&s.id)) {
+            (Some(t), _) => FloorSpec::Tid(t),
+            (None, Some(t)) => FloorSpec::Tid(*t),
+            (None, None) => FloorSpec::FirstTagged,
+        };
+        let path =
+            fsutil::resolve(data_fs).map_err(|e| Error::io(data_fs, e).doing("cannot resolve"))?;
+        match TagSummary::read_file(&path, &s.id, spec) {
+            Ok(t) => inputs.push(t),
+            Err(e) => errors.push(Error::from(e).doing("cannot read its tags").storage(&s.id)),
+        }
+    }
+    for f in &x.tags {
+        let text = std::fs::read_to_string(f)
+            .map_err(|e| Error::io(f, e).doing("cannot read the tag summary"))?;
+        let v: serde_json::Value = serde_json::from_str(&text).map_err(|e| {
+            Error::refused(format!(
+                "{}: not JSON ({e}); give what `tidstorage tags FILE --format json` printed",
+                f.display()
+            ))
+        })?;
+        let t = TagSummary::from_json(&v)
+            .map_err(|e| Error::refused(format!("{}: not a tag summary: {e}", f.display())))?;
+        if !c.storages.iter().any(|s| s.id == t.storage) {
+            return Err(Error::refused(format!(
+                "{}: the summary is of storage {:?}, which is not configured",
+                f.display(),
+                t.storage
+            )));
+        }
+        inputs.push(t);
+    }
+    if !errors.is_empty() {
+        return Err(Error::new(ErrorKind::Storages(errors)).doing("no exact cut"));
+    }
+    exact_cut(&inputs).map_err(|e| Error::new(ErrorKind::ExactCut(e)))
 }
 
 fn plan_one(storage: Option<&str>, data_fs: &Path, tid: Tid, o: &CutOptions) -> Result<Plan> {
@@ -253,6 +370,8 @@ fn plan_one(storage: Option<&str>, data_fs: &Path, tid: Tid, o: &CutOptions) -> 
         notes,
         index_method,
         index_existing,
+        exact: None,
+        point_tid: None,
     })
 }
 

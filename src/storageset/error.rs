@@ -42,6 +42,8 @@ pub enum ErrorKind {
     },
     /// Several storages failed (each error names its storage).
     Storages(Vec<Error>),
+    /// The exact cut cannot be computed from these inputs.
+    ExactCut(crate::exactcut::PlanError),
 }
 
 impl Error {
@@ -122,6 +124,7 @@ impl fmt::Display for ErrorKind {
             ErrorKind::Lock(e) => e.fmt(f),
             ErrorKind::Daemon(e) => e.fmt(f),
             ErrorKind::Io { path, error } => write!(f, "{}: {error}", path.display()),
+            ErrorKind::ExactCut(e) => e.fmt(f),
             ErrorKind::Storages(errors) => {
                 for e in errors {
                     match &e.storage {
