@@ -210,10 +210,26 @@ pub fn run(c: &Config, o: &BackupOptions) -> Result<BackupReport> {
         Some(take_point(&addr, &ids, o.bootstrap_wait, c)?)
     };
 
+    // Each Data.fs is opened once: the exact cut is read from, and the
+    // copy made from, the same descriptor (and so the same file, whatever
+    // a pack renames meanwhile).
+    let mut opened = Vec::new();
+    for j in jobs {
+        match DataFs::open(&j.job.data_fs) {
+            Ok(df) => opened.push((j, df)),
+            Err(e) => failures.push(
+                Error::from(e)
+                    .doing("cannot read the Data.fs")
+                    .storage(j.job.id()),
+            ),
+        }
+    }
+    let exact = point.as_ref().and_then(|p| exact_on_live_files(c, p, &opened));
+
     let max_lag = o.max_lag.or(c.backup.max_lag);
     let addr = server_address(o.server.as_deref(), c);
     let mut done: Vec<(Job, Done)> = Vec::new();
-    for j in jobs {
+    for (j, df) in opened {
         let tid = match &point {
             None => None,
             Some(p) => match p.get(j.job.id()) {
@@ -233,9 +249,17 @@ pub fn run(c: &Config, o: &BackupOptions) -> Result<BackupReport> {
                 }
             },
         };
+        // Above the daemon's point, what the tags show complete now.
+        let (tid, beyond) = match (tid, exact.as_ref().and_then(|x| x.get(j.job.id()))) {
+            (Some(t), Some(sp)) => match sp.cut_tid {
+                Some(e) if e > t => (Some(e), sp.kept_beyond_floor),
+                _ => (Some(t), 0),
+            },
+            (t, _) => (t, 0),
+        };
         let floor = j.floor.max(timestamp_floor.map(|s| Stamp(s.0 - 1)));
         let limit = max_lag.zip(tid).map(|(l, t)| (l, t, addr.as_str()));
-        match backup_one(&j, tid, o, gzip, floor, limit) {
+        match backup_one(&j, df, tid, beyond, o, gzip, floor, limit) {
             Ok(d) => done.push((j, d)),
             Err(e) => failures.push(e.storage(j.job.id())),
         }
@@ -461,9 +485,12 @@ fn take_point(
     }
 }
 
+#[allow(clippy::too_many_arguments)]
 fn backup_one(
     j: &Job,
+    df: DataFs,
     tid: Option<Tid>,
+    beyond: u64,
     o: &BackupOptions,
     gzip: bool,
     floor: Option<Stamp>,
@@ -473,7 +500,6 @@ fn backup_one(
     let id = j.job.id();
     let data_fs = &j.job.data_fs;
     let repo = &j.job.repo;
-    let df = DataFs::open(data_fs).map_err(|e| Error::from(e).doing("cannot read the Data.fs"))?;
     let mut notes: Vec<String> = j
         .set_aside
         .iter()
@@ -484,6 +510,12 @@ fn backup_one(
             )
         })
         .collect();
+    if beyond > 0 {
+        notes.push(format!(
+            "the exact cut keeps {beyond} transaction(s) beyond the daemon's point (complete on \
+             every storage their tags name)"
+        ));
+    }
     let (end, last_tid) = match tid {
         Some(t) => {
             let cc = df.coherent_cut(t)?;
@@ -663,6 +695,48 @@ fn backup_one(
         stamp: Some(stamp),
         index_error,
     })
+}
+
+/// The exact cut over the live files, above the daemon's point: every
+/// configured storage is read (the ones not backed up too, as a tag may
+/// name them), the backed-up ones through the descriptors the copy uses.
+/// `None` (with a warning) when it cannot be computed: the point is used.
+fn exact_on_live_files(
+    c: &Config,
+    point: &BTreeMap<String, Tid>,
+    opened: &[(Job, DataFs)],
+) -> Option<crate::exactcut::Plan> {
+    use crate::exactcut::{exact_cut, FloorSpec, TagSummary};
+    let mut inputs = Vec::new();
+    for s in &c.storages {
+        let Some(t) = point.get(&s.id) else { continue };
+        let spec = FloorSpec::Tid(*t);
+        let read = match opened.iter().find(|(j, _)| j.job.id() == s.id) {
+            Some((_, df)) => TagSummary::read(df, &s.id, spec),
+            None => match &s.data_fs {
+                Some(p) => TagSummary::read_file(p, &s.id, spec),
+                None => continue,
+            },
+        };
+        match read {
+            Ok(x) => inputs.push(x),
+            Err(e) => {
+                log::warn!(
+                    "storage {}: its commit tags cannot be read ({e}); backing up at the \
+                     daemon's point",
+                    s.id
+                );
+                return None;
+            }
+        }
+    }
+    match exact_cut(&inputs) {
+        Ok(p) => Some(p),
+        Err(e) => {
+            log::warn!("no exact cut ({e}); backing up at the daemon's point");
+            None
+        }
+    }
 }
 
 /// The message of a storage `--max-lag` skips: how far behind, which

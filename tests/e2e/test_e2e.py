@@ -86,6 +86,14 @@ def check_files(paths):
     return json.loads(r.stdout)
 
 
+def oracle(servers):
+    r = subprocess.run([sys.executable, os.path.join(HERE, "oracle.py")] +
+                       [s.data_fs for s in servers],
+                       capture_output=True, text=True, timeout=120, env=tidharness.python_env())
+    assert r.returncode == 0, r.stderr
+    return json.loads(r.stdout)
+
+
 def cut(tmp_path, config):
     r = subprocess.run([tidharness.tidstorage_bin(), "-c", config, "cut"], cwd=str(tmp_path),
                        capture_output=True, text=True, timeout=120)
@@ -107,8 +115,16 @@ def crash_and_cut(tmp_path, config, servers, worker, daemon, host_crash):
     else:
         assert daemon.stop() == 0  # SIGTERM writes the freshest point
     before = check(servers)
+    best = oracle(servers)
     plan = cut(tmp_path, config)
     after = check(servers)
+    # The exact cut (cut's default, the client tags every commit) keeps
+    # every transaction the greatest consistent cut keeps: the test's own
+    # oracle, computed from the crashed files.
+    assert set(after["complete"]) == set(best["kept"]), (
+        "the cut keeps %d complete transactions, the greatest consistent cut %d "
+        "(lost: %r)\n%s" % (len(after["complete"]), len(best["kept"]),
+                             sorted(set(best["kept"]) - set(after["complete"]))[:10], plan))
     assert after["violations"] == [], "partially present after the cut: %r\n%s" % (
         after["violations"][:5], plan)
     assert set(after["complete"]) <= set(before["complete"])
@@ -145,6 +161,36 @@ def test_crash_then_cut_leaves_databases_coherent(tmp_path, seed, window, host_c
     if not host_crash:
         # With the daemon's final point, a cut only costs what was in flight.
         assert discarded <= 3 * THREADS, discarded
+
+
+@pytest.mark.parametrize("seed", [6, 7])
+def test_with_the_daemon_never_running_the_cut_from_the_files_alone_is_coherent(tmp_path, seed):
+    # The client keeps the application running without a daemon, and still
+    # tags every commit: there is no status file, and the exact cut from
+    # the files alone is the greatest consistent cut.
+    rng = random.Random(seed)
+    servers = cluster(tmp_path)
+    config = write_config(tmp_path, servers)
+    nowhere = "127.0.0.1:%d" % tidharness.free_port()
+    worker = Worker(nowhere, servers, seed, window_every=rng.randint(8, 20))
+    n = len(worker.out.drain())
+    assert worker.out.wait_for("WINDOW", timeout=30, start=n) is not None
+    time.sleep(rng.uniform(0.2, 0.8))
+    for s in servers:
+        s.kill9()
+    worker.kill()
+    assert not (tmp_path / "status.tid").exists()
+    before = check(servers)
+    best = oracle(servers)
+    plan = cut(tmp_path, config)
+    after = check(servers)
+    assert after["violations"] == [], "partially present after the cut: %r\n%s" % (
+        after["violations"][:5], plan)
+    assert set(after["complete"]) == set(best["kept"]), plan
+    assert after["complete"], plan
+    sys.stderr.write("\ne2e seed %d, no daemon: %d complete before the cut, %d kept, "
+                     "%d partial removed\n" % (seed, len(before["complete"]),
+                                               len(after["complete"]), len(before["violations"])))
 
 
 def test_daemon_restart_under_load_then_crash_and_cut(tmp_path):

@@ -116,6 +116,8 @@ def main():
             tag = ",".join(touched)
             try:
                 tm.begin()
+                # What it touched, for the test's own oracle (oracle.py).
+                tm.get().note("e2e %d %s" % (s, tag))
                 for n in touched:
                     conns[n].root()[key][s] = tag
                 if a.window_every and len(touched) > 1 and s % a.window_every == 0:
