@@ -358,7 +358,7 @@ _tidstorage() {
             return 0
             ;;
         tidstorage__subcmd__restore)
-            opts="-D -Q -c -v -q -h -V --date --storage --tid-log --lenient --no-cut --force --output-dir --check --verify --incremental --quick --config --verbose --quiet --help --version"
+            opts="-D -Q -c -v -q -h -V --date --storage --tid-log --lenient --no-cut --at-point --force --output-dir --check --verify --incremental --quick --config --verbose --quiet --help --version"
             if [[ ${cur} == -* || ${COMP_CWORD} -eq 2 ]] ; then
                 COMPREPLY=( $(compgen -W "${opts}" -- "${cur}") )
                 return 0

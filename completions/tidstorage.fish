@@ -113,6 +113,7 @@ complete -c tidstorage -n "__fish_tidstorage_using_subcommand restore" -l output
 complete -c tidstorage -n "__fish_tidstorage_using_subcommand restore" -s c -l config -d 'Configuration file (TOML). Default: $TIDSTORAGE_CONFIG, then ./tidstorage.toml, then /etc/tidstorage.toml' -r -F
 complete -c tidstorage -n "__fish_tidstorage_using_subcommand restore" -l lenient -d 'Skip damaged status-file lines instead of refusing (with --tid-log)'
 complete -c tidstorage -n "__fish_tidstorage_using_subcommand restore" -l no-cut -d 'Do not cut: restore exactly what the repository holds (like repozo -R)'
+complete -c tidstorage -n "__fish_tidstorage_using_subcommand restore" -l at-point -d 'Where the point comes from a status file (a --no-server run\'s copy, or --tid-log), cut at that point itself; by default it is a floor above which the exact cut over the restored files keeps every transaction their commit tags show complete (see tidstorage-cut(1))'
 complete -c tidstorage -n "__fish_tidstorage_using_subcommand restore" -l force -d 'Replace existing Data.fs files (each kept as Data.fs.before-restore-<time>)'
 complete -c tidstorage -n "__fish_tidstorage_using_subcommand restore" -l check -d 'Restore to temporary files, compare with the live Data.fs files, change nothing (exit 1 when one differs)'
 complete -c tidstorage -n "__fish_tidstorage_using_subcommand restore" -l verify -d 'Check every repository (chain contiguity, sizes, md5s, gzip included) and write nothing, like repozo -V (exit 1 on a problem)'

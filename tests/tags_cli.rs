@@ -348,3 +348,69 @@ fn storages_on_two_hosts_get_the_same_exact_cut_through_exported_tags() {
         .zip(&plans)
         .all(|(x, p)| x["cut_position"].as_u64() <= p["cut_position"].as_u64()));
 }
+
+#[test]
+fn restore_of_a_no_server_backup_is_the_exact_cut_above_the_status_file_copy() {
+    let d = tempfile::tempdir().unwrap();
+    setup(d.path(), &["a", "b", "c"]);
+    let j = answers();
+    // A point at each file's first tagged transaction, and repositories.
+    let mut entries = Vec::new();
+    let mut cfg = String::from(
+        "[server]\nstatus_file = \"tidstorage.tid\"\n\
+         [backup]\ntimestamp_file = \"timestamps.log\"\nstatus_file_backup_dir = \"status-copies\"\n",
+    );
+    for n in ["a", "b", "c"] {
+        let t = j["files"][n]["transactions"]
+            .as_array()
+            .unwrap()
+            .iter()
+            .find(|t| !t["tag"].is_null())
+            .unwrap()["tid"]
+            .as_str()
+            .unwrap()
+            .to_string();
+        let id = j["ids"][n].as_str().unwrap();
+        entries.push(format!(
+            "'{}': {}",
+            id,
+            u64::from_str_radix(&t, 16).unwrap()
+        ));
+        std::fs::create_dir(d.path().join(format!("repo-{n}"))).unwrap();
+        cfg.push_str(&format!(
+            "[[storage]]\nid = '{id}'\ndata_fs = \"{n}.fs\"\nrepository = \"repo-{n}\"\n"
+        ));
+    }
+    std::fs::write(d.path().join("tidstorage.toml"), cfg).unwrap();
+    std::fs::write(
+        d.path().join("tidstorage.tid"),
+        format!("1732212345.67 f {{{}}}\n", entries.join(", ")),
+    )
+    .unwrap();
+    let exact = cut_plan(d.path(), &[]);
+    let at_point = cut_plan(d.path(), &["--at-point"]);
+    let o = run_in(d.path(), &["backup", "--no-server"]);
+    assert_code(&o, 0);
+    let o = run_in(d.path(), &["restore", "--output-dir", "out"]);
+    assert_code(&o, 0);
+    let o = run_in(
+        d.path(),
+        &["restore", "--output-dir", "out-point", "--at-point"],
+    );
+    assert_code(&o, 0);
+    for (i, n) in ["a", "b", "c"].iter().enumerate() {
+        let f = |dir: &str| {
+            let p = common::restored_under(&d.path().join(dir), &d.path().join(format!("{n}.fs")));
+            std::fs::metadata(p).unwrap().len()
+        };
+        assert_eq!(Some(f("out")), exact[i]["cut_position"].as_u64(), "{n}");
+        assert_eq!(
+            Some(f("out-point")),
+            at_point[i]["cut_position"].as_u64(),
+            "{n}"
+        );
+    }
+    assert!(
+        (0..3).any(|i| exact[i]["cut_position"].as_u64() > at_point[i]["cut_position"].as_u64())
+    );
+}

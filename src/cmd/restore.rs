@@ -34,6 +34,12 @@ pub struct RestoreArgs {
     /// Do not cut: restore exactly what the repository holds (like repozo -R).
     #[arg(long)]
     pub no_cut: bool,
+    /// Where the point comes from a status file (a --no-server run's copy,
+    /// or --tid-log), cut at that point itself; by default it is a floor
+    /// above which the exact cut over the restored files keeps every
+    /// transaction their commit tags show complete (see tidstorage-cut(1)).
+    #[arg(long, conflicts_with = "no_cut")]
+    pub at_point: bool,
     /// Replace existing Data.fs files (each kept as Data.fs.before-restore-<time>).
     #[arg(long)]
     pub force: bool,
@@ -84,6 +90,7 @@ pub fn run(a: RestoreArgs, g: &Context) -> Result<()> {
         check: a.check,
         incremental: a.incremental,
         quick: a.quick,
+        at_point: a.at_point,
         quiet: g.quiet(),
     };
     match restore::run(&c, &o)? {

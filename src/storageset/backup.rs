@@ -224,7 +224,9 @@ pub fn run(c: &Config, o: &BackupOptions) -> Result<BackupReport> {
             ),
         }
     }
-    let exact = point.as_ref().and_then(|p| exact_on_live_files(c, p, &opened));
+    let exact = point
+        .as_ref()
+        .and_then(|p| exact_on_live_files(c, p, &opened));
 
     let max_lag = o.max_lag.or(c.backup.max_lag);
     let addr = server_address(o.server.as_deref(), c);

@@ -55,6 +55,8 @@ pub struct RestoreOptions {
     /// With `incremental`: check only the last chunk an unchanged output
     /// covers.
     pub quick: bool,
+    /// Cut at a status file's point itself, not at the exact cut above it.
+    pub at_point: bool,
     pub quiet: bool,
 }
 
@@ -124,6 +126,9 @@ struct Job<'a> {
     tid: Option<Tid>,
     /// The manifest's expectation: (its chain, its cut position).
     expect: Option<(Vec<String>, u64)>,
+    /// `tid` is a status file's point (a no-server run, `--tid-log`): a
+    /// floor above which the exact cut keeps what the tags show complete.
+    floor_only: bool,
     /// Directories made for `target` (deepest first), removed again if
     /// nothing is restored.
     created: Vec<PathBuf>,
@@ -265,10 +270,34 @@ pub fn run(c: &Config, o: &RestoreOptions) -> Result<Outcome> {
         }
     };
 
-    let mut built = Vec::new();
+    let mut streamed = Vec::new();
     for j in jobs {
         let id = j.job.cfg.id.clone();
-        match build(j, &date, o.quiet) {
+        match stream(j, &date, o.quiet) {
+            Ok(s) => streamed.push(s),
+            Err(e) => errors.push(e.storage(&id)),
+        }
+    }
+    // A status file's point is a floor: above it, the exact cut over the
+    // restored files (a no-server backup, storages backed up on several
+    // hosts) keeps what their tags show complete.
+    let exact = if o.at_point || !streamed.iter().any(|s| s.job.floor_only) {
+        None
+    } else {
+        exact_on_restored(&streamed)
+    };
+    let mut built = Vec::new();
+    for s in streamed {
+        let id = s.job.job.cfg.id.clone();
+        let tid = match (
+            s.job.tid,
+            s.job.floor_only,
+            exact.as_ref().and_then(|p| p.get(&id)),
+        ) {
+            (Some(t), true, Some(sp)) => Some(sp.cut_tid.filter(|e| *e > t).unwrap_or(t)),
+            (t, ..) => t,
+        };
+        match finish(s, tid) {
             Ok(b) => built.push(b),
             Err(e) => errors.push(e.storage(&id)),
         }
@@ -343,6 +372,34 @@ pub fn run(c: &Config, o: &RestoreOptions) -> Result<Outcome> {
         }
     }
     Ok(Outcome::Installed { installed, failed })
+}
+
+/// The exact cut over the restored (not yet cut) files, above their
+/// status-file floors; `None` (with a warning) when it cannot be computed.
+fn exact_on_restored(streamed: &[Streamed]) -> Option<crate::exactcut::Plan> {
+    use crate::exactcut::{exact_cut, FloorSpec, TagSummary};
+    let mut inputs = Vec::new();
+    for s in streamed {
+        let Some(t) = s.job.tid else { continue };
+        match TagSummary::read_file(s.tmp.path(), &s.job.job.cfg.id, FloorSpec::Tid(t)) {
+            Ok(x) => inputs.push(x),
+            Err(e) => {
+                log::warn!(
+                    "storage {}: the commit tags of the restored file cannot be read ({e}); \
+                     cutting at the status file's point",
+                    s.job.job.cfg.id
+                );
+                return None;
+            }
+        }
+    }
+    match exact_cut(&inputs) {
+        Ok(p) => Some(p),
+        Err(e) => {
+            log::warn!("no exact cut ({e}); cutting at the status file's point");
+            None
+        }
+    }
 }
 
 /// The chain a restore as of `date` uses for `j`, checked against its `.dat`.
@@ -460,6 +517,7 @@ fn plan<'a>(s: &'a StorageConfig, c: &Config, o: &RestoreOptions) -> Result<Job<
         target,
         tid: None,
         expect: None,
+        floor_only: false,
         created,
         existing,
     })
@@ -472,6 +530,7 @@ fn assign_point(jobs: &mut [Job], o: &RestoreOptions, date: &str) -> Result<()> 
         let point = point::from_status_file(log_path, o.lenient)?;
         for j in jobs.iter_mut() {
             let id = &j.job.cfg.id;
+            j.floor_only = true;
             j.tid = Some(*point.get(id).ok_or_else(|| {
                 Error::refused(format!(
                     "status file {} has no TID for storage {id}; nothing to cut it at \
@@ -569,6 +628,7 @@ fn assign_point(jobs: &mut [Job], o: &RestoreOptions, date: &str) -> Result<()> 
         let point = point::from_status_file(Path::new(&copy), false)?;
         for j in jobs.iter_mut().filter(|j| j.tid.is_none()) {
             let id = &j.job.cfg.id;
+            j.floor_only = true;
             j.tid = Some(*point.get(id).ok_or_else(|| {
                 Error::refused(format!(
                     "the status file copy {copy} has no TID for storage {id}; restore with \
@@ -580,7 +640,16 @@ fn assign_point(jobs: &mut [Job], o: &RestoreOptions, date: &str) -> Result<()> 
     Ok(())
 }
 
-fn build<'a>(j: Job<'a>, date: &str, quiet: bool) -> Result<Built<'a>> {
+/// A storage's chain streamed into a temporary file, not cut yet.
+struct Streamed<'a> {
+    job: Job<'a>,
+    tmp: fsutil::TempFile,
+    size: u64,
+    chain: Chain,
+}
+
+/// Rebuilds the chain of `j` into a temporary file beside its target.
+fn stream<'a>(j: Job<'a>, date: &str, quiet: bool) -> Result<Streamed<'a>> {
     let repo = &j.job.repo;
     let chain = chain_for(&j, date)?;
     let mut tmp = fsutil::TempFile::beside(&j.target)
@@ -594,10 +663,27 @@ fn build<'a>(j: Job<'a>, date: &str, quiet: bool) -> Result<Built<'a>> {
             Error::from(e).advice(format!("nothing was written under {}", j.target.display()))
         })?;
     pb.finish_and_clear();
+    Ok(Streamed {
+        job: j,
+        tmp,
+        size,
+        chain,
+    })
+}
+
+/// Cuts a streamed storage at `tid` (None: not cut) and indexes it.
+fn finish(st: Streamed, tid: Option<Tid>) -> Result<Built> {
+    let Streamed {
+        job: j,
+        mut tmp,
+        size,
+        chain,
+    } = st;
+    let repo = &j.job.repo;
     let mut notes = Vec::new();
     let df = DataFs::open(tmp.path())
         .map_err(|e| Error::from(e).doing("the restored data is not a Data.fs"))?;
-    let (position, last_tid, removed) = match j.tid {
+    let (position, last_tid, removed) = match tid {
         None => {
             let v = df.valid_prefix()?;
             if let Some(d) = &v.damage {
@@ -621,7 +707,7 @@ fn build<'a>(j: Job<'a>, date: &str, quiet: bool) -> Result<Built<'a>> {
                     tid.hex()
                 )));
             }
-            if let Some((mchain, mpos)) = &j.expect {
+            if let (Some((mchain, mpos)), true) = (&j.expect, Some(tid) == j.tid) {
                 let names = chain.names();
                 if names.starts_with(mchain) && cc.cut.position != *mpos {
                     return Err(Error::refused(format!(
@@ -662,8 +748,10 @@ fn build<'a>(j: Job<'a>, date: &str, quiet: bool) -> Result<Built<'a>> {
             .set_len(position)
             .map_err(|e| Error::io(tmp.path(), e).doing("cannot cut the temporary file"))?;
     }
+    let mut job = j;
+    job.tid = tid;
     Ok(Built {
-        job: j,
+        job,
         tmp: Some(tmp),
         size: position,
         chain,
