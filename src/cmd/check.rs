@@ -14,8 +14,8 @@ use std::time::{Duration, SystemTime, UNIX_EPOCH};
 use serde_json::json;
 
 use crate::client::DaemonClient;
-use crate::cmd::tags::{ms_time, names_text};
 use crate::cmd::{emit, Context};
+use crate::cmd::{ms_time, names_text};
 use crate::config::parse_duration;
 use crate::datafs::extension::StorageName;
 use crate::error::{CliError, Result};

@@ -6,7 +6,7 @@
 use std::collections::HashMap;
 use std::path::{Path, PathBuf};
 
-use crate::cmd::{emit, Context};
+use crate::cmd::{emit, ms_time, names_text, Context};
 use crate::datafs::extension::StorageName;
 use crate::error::{CliError, Result};
 use crate::exactcut::{FloorKind, FloorSpec, TagState, TagSummary};
@@ -98,26 +98,6 @@ pub fn run(a: TagsArgs, g: &Context) -> Result<()> {
             emit(&text(&summary, &names))
         }
     }
-}
-
-/// Milliseconds since the epoch as RFC 3339 UTC (via the TID clock, whose
-/// resolution is finer than a millisecond).
-pub fn ms_time(ms: u64) -> String {
-    let t = Tid::from_unix_seconds(ms as f64 / 1000.0).rfc3339();
-    // 2026-11-21T16:24:18.206837Z -> 2026-11-21T16:24:18.206Z
-    match t.find('.') {
-        Some(dot) if t.len() > dot + 4 => format!("{}Z", &t[..dot + 4]),
-        _ => t,
-    }
-}
-
-/// The storages a tag names, by configured id when known.
-pub fn names_text(names: &[StorageName], known: &HashMap<StorageName, String>) -> String {
-    names
-        .iter()
-        .map(|n| known.get(n).cloned().unwrap_or_else(|| n.hex()))
-        .collect::<Vec<_>>()
-        .join(", ")
 }
 
 fn text(s: &TagSummary, known: &HashMap<StorageName, String>) -> String {
