@@ -7,14 +7,19 @@
 //!   runs/<run stamp>.blobs                  the manifest of one run
 //! ```
 //!
-//! A manifest is text, one entry per blob file of the backed-up Data.fs
-//! prefix, sorted by (oid, tid):
+//! A manifest is text, one entry per blob file, sorted by (oid, tid). A
+//! run holds the files of its own manifest plus, when it names a `base`,
+//! everything its base run holds (an incremental run only adds files, so
+//! its manifest lists only the new ones: disk use per run grows by the new
+//! files and their lines, not by the whole tree). A full Data.fs backup
+//! (after a pack: files may have gone) writes a manifest without a base.
 //!
 //! ```text
 //! tidstorage-blobs 1
 //! layout bushy                  the source directory's layout
 //! point 0x03ec1a2b3c4d5e6f      the last TID of the prefix ("none": empty)
-//! files 2
+//! base 2026-12-01-10-00-00      optional: the run this one adds to
+//! files 2                       entries in this file
 //! 0000000000000001 03ec1a2b3c4d5e6f 1234 8a9b0c1d    oid tid size crc32
 //! 0000000000000007 03ec1a2b3c4d5e70 10 00ff00ff
 //! end
@@ -59,9 +64,16 @@ pub struct Manifest {
     pub layout: Layout,
     /// The last TID of the backed-up Data.fs prefix (`None`: empty file).
     pub point: Option<Tid>,
-    /// Sorted by (oid, tid), each pair once.
+    /// Every file of the run (its base's included), sorted by (oid, tid),
+    /// each pair once.
     pub entries: Vec<Entry>,
+    /// The run this one's manifest file adds to (`None`: a full list).
+    pub base: Option<String>,
 }
+
+/// Longest chain of incremental manifests followed (a guard against loops
+/// made by hand; a real chain is as long as the runs since a full backup).
+const MAX_CHAIN: usize = 100_000;
 
 impl Manifest {
     /// The entry of (oid, tid).
@@ -201,7 +213,35 @@ impl BlobRepo {
         }
     }
 
+    /// The manifest of `stamp`, with the files of its base runs merged in.
     pub fn read_manifest(&self, stamp: &str) -> Result<Manifest> {
+        let mut top = self.read_manifest_file(stamp)?;
+        let mut base = top.base.clone();
+        let mut seen = vec![stamp.to_string()];
+        while let Some(b) = base {
+            if seen.contains(&b) || seen.len() > MAX_CHAIN {
+                let path = self.manifest_path(stamp);
+                return Err(Error::new(
+                    &path,
+                    ErrorKind::BadManifest {
+                        line: 4,
+                        what: format!("the chain of base runs loops at {b}"),
+                    },
+                ));
+            }
+            let m = self.read_manifest_file(&b)?;
+            top.entries.extend(m.entries);
+            seen.push(b);
+            base = m.base;
+        }
+        top.entries.sort();
+        top.entries
+            .dedup_by(|a, b| (a.oid, a.tid) == (b.oid, b.tid));
+        Ok(top)
+    }
+
+    /// One manifest file as written (only its own entries).
+    fn read_manifest_file(&self, stamp: &str) -> Result<Manifest> {
         check_stamp(&self.root, stamp)?;
         let path = self.manifest_path(stamp);
         let f = File::open(&path).map_err(|e| Error::io(&path, e))?;
@@ -261,6 +301,10 @@ impl BlobRepo {
         let mut missing = Vec::new();
         let mut created = Vec::new();
         let mut touched: Vec<PathBuf> = Vec::new();
+        let base = match contents {
+            Contents::Incremental { previous, .. } => Some(previous.stamp.clone()),
+            Contents::Full { .. } => None,
+        };
         let mut entries = Vec::with_capacity(wanted.len());
         for ((oid, tid), have) in wanted {
             let have = have.or_else(|| previous.and_then(|p| p.get(oid, tid)).copied());
@@ -339,11 +383,20 @@ impl BlobRepo {
         entries.sort();
         report.files = entries.len() as u64;
         report.bytes = entries.iter().map(|e| e.size).sum();
+        let own = match (&base, previous) {
+            (Some(_), Some(p)) => entries
+                .iter()
+                .filter(|e| p.get(e.oid, e.tid).is_none())
+                .copied()
+                .collect(),
+            _ => entries,
+        };
         let m = Manifest {
             stamp: stamp.to_string(),
             layout,
             point,
-            entries,
+            entries: own,
+            base,
         };
         self.write_manifest(&m)?;
         Ok(report)
@@ -367,14 +420,25 @@ impl BlobRepo {
         t.persist_new(&path).map_err(|e| Error::io(&path, e))
     }
 
-    /// Removes the manifests whose stamp is not in `keep`, then every pool
-    /// file no kept manifest names (and stale temporary files).
+    /// Removes the manifests of the runs not in `keep` (except the base
+    /// runs a kept run adds to), then every pool file no kept run names
+    /// (and stale temporary files).
     pub fn prune(&self, keep: &[&str]) -> Result<PruneReport> {
         let mut report = PruneReport::default();
         let mut referenced = std::collections::HashSet::new();
+        let mut kept: std::collections::HashSet<String> = std::collections::HashSet::new();
+        for k in keep {
+            let mut cur = Some(k.to_string());
+            while let Some(c) = cur {
+                if !kept.insert(c.clone()) {
+                    break;
+                }
+                cur = self.read_manifest_file(&c)?.base;
+            }
+        }
         for s in self.stamps()? {
-            if keep.contains(&s.as_str()) {
-                for e in self.read_manifest(&s)?.entries {
+            if kept.contains(&s) {
+                for e in self.read_manifest_file(&s)?.entries {
                     referenced.insert((e.oid, e.tid));
                 }
             } else {
@@ -525,6 +589,9 @@ fn render_manifest(m: &Manifest, w: &mut impl Write) -> io::Result<()> {
         Some(t) => writeln!(w, "point 0x{}", t.hex())?,
         None => writeln!(w, "point none")?,
     }
+    if let Some(b) = &m.base {
+        writeln!(w, "base {b}")?;
+    }
     writeln!(w, "files {}", m.entries.len())?;
     for e in &m.entries {
         writeln!(
@@ -572,7 +639,13 @@ fn parse_manifest(path: &Path, stamp: &str, r: impl BufRead) -> Result<Manifest>
             .ok_or_else(|| bad(n, "bad point"))?)),
         None => return Err(bad(n, "expected `point`")),
     };
-    let (n, l) = next("the file count")?;
+    let (mut n, mut l) = next("the file count")?;
+    let mut base = None;
+    if let Some(b) = l.strip_prefix("base ") {
+        check_stamp(path, b).map_err(|_| bad(n, "bad base run stamp"))?;
+        base = Some(b.to_string());
+        (n, l) = next("the file count")?;
+    }
     let count: usize = l
         .strip_prefix("files ")
         .and_then(|c| c.parse().ok())
@@ -614,6 +687,7 @@ fn parse_manifest(path: &Path, stamp: &str, r: impl BufRead) -> Result<Manifest>
         layout,
         point,
         entries,
+        base,
     })
 }
 
@@ -647,6 +721,7 @@ mod tests {
             stamp: "s".into(),
             layout: Layout::Lawn,
             point: Some(Tid(0x3ec)),
+            base: Some("r0".into()),
             entries: vec![
                 Entry {
                     oid: 1,
@@ -706,6 +781,10 @@ mod tests {
             .unwrap();
         assert_eq!((r2.copied, r2.carried, r2.files), (1, 2, 3));
         assert_eq!(repo.stamps().unwrap(), vec!["r1", "r2"]);
+        // r2's manifest file lists only the new file; reading it merges r1.
+        let own = repo.read_manifest_file("r2").unwrap();
+        assert_eq!((own.entries.len(), own.base.as_deref()), (1, Some("r1")));
+        assert_eq!(repo.read_manifest("r2").unwrap().entries.len(), 3);
         // A run never overwrites a manifest.
         assert!(repo
             .write_snapshot(
@@ -718,11 +797,27 @@ mod tests {
                 }
             )
             .is_err());
-        // Pruning r1 keeps every file r2 names.
+        // Keeping r2 keeps its base r1 and every file.
         let pr = repo.prune(&["r2"]).unwrap();
-        assert_eq!((pr.manifests, pr.files), (1, 0));
+        assert_eq!((pr.manifests, pr.files), (0, 0));
+        // A full run r3 without the file of oid 2: r1 and r2 can go.
+        let r3 = repo
+            .write_snapshot(
+                "r3",
+                &d,
+                None,
+                Contents::Full {
+                    records: &[rec(1, 12)],
+                    previous: Some(&repo.read_manifest("r2").unwrap()),
+                },
+            )
+            .unwrap();
+        assert_eq!((r3.copied, r3.carried), (0, 1));
+        let pr = repo.prune(&["r3"]).unwrap();
+        assert_eq!((pr.manifests, pr.files), (2, 2));
+        assert_eq!(repo.read_manifest("r3").unwrap().entries.len(), 1);
         let pr = repo.prune(&[]).unwrap();
-        assert_eq!((pr.manifests, pr.files), (1, 3));
+        assert_eq!((pr.manifests, pr.files), (1, 1));
     }
 
     #[test]
