@@ -11,7 +11,6 @@
 use std::fs::{File, OpenOptions};
 use std::io::{self, Read, Write};
 use std::os::unix::fs::{OpenOptionsExt, PermissionsExt};
-use std::os::unix::io::AsRawFd;
 use std::path::{Path, PathBuf};
 
 use super::layout::{self, read_layout, FileKind, LAYOUT_MARKER, TMP_DIR};
@@ -218,11 +217,7 @@ fn build(repo: &BlobRepo, m: &Manifest, upto: Tid, temp: &Path) -> Result<(u64, 
     }
     // One syncfs for the whole tree (data, inodes, directories) instead of
     // one fsync per file and directory.
-    let d = File::open(temp).map_err(|e| Error::io(temp, e))?;
-    // SAFETY: fd valid for the life of `d`.
-    if unsafe { libc::syncfs(d.as_raw_fd()) } != 0 {
-        return Err(Error::io(temp, io::Error::last_os_error()));
-    }
+    super::snapshot::syncfs(temp)?;
     Ok((files, bytes))
 }
 

@@ -300,7 +300,8 @@ impl BlobRepo {
         };
         let mut missing = Vec::new();
         let mut created = Vec::new();
-        let mut touched: Vec<PathBuf> = Vec::new();
+        let mut pending = Pending::default();
+        let mut buf = vec![0u8; 256 * 1024];
         let base = match contents {
             Contents::Incremental { previous, .. } => Some(previous.stamp.clone()),
             Contents::Full { .. } => None,
@@ -354,13 +355,13 @@ impl BlobRepo {
             }
             let dir = target.parent().unwrap_or(&self.root).to_path_buf();
             create_dirs(&dir, &mut created)?;
-            let (size, crc) = copy_new(&mut f, &src_path, &target)?;
+            let (tmp, size, crc) = copy_to_temp(&mut f, &src_path, &target, &mut buf)?;
+            pending.0.push((tmp, target));
             report.copied += 1;
             report.copied_bytes += size;
             if is_old {
                 report.from_old += 1;
             }
-            touched.push(dir);
             entries.push(Entry {
                 oid,
                 tid,
@@ -371,14 +372,19 @@ impl BlobRepo {
         if !missing.is_empty() {
             return Err(Error::new(blob_dir, ErrorKind::Missing(missing)));
         }
-        // Renames and new directories durable before the manifest names them.
-        for d in created.iter().filter_map(|d| d.parent()) {
-            touched.push(d.to_path_buf());
-        }
-        touched.sort();
-        touched.dedup();
-        for d in &touched {
-            sync_dir(d)?;
+        // The copies' data durable (one syncfs, not one fsync per file)
+        // before any gets its pool name; then the names and new directories
+        // durable before the manifest names them. A crash before the names
+        // leaves temporaries only, which the next prune removes.
+        if !pending.0.is_empty() {
+            syncfs(&self.root)?;
+            for (tmp, target) in std::mem::take(&mut pending.0) {
+                // A link never replaces a name: the target was checked absent.
+                let linked = std::fs::hard_link(&tmp, &target).map_err(|e| Error::io(&target, e));
+                let _ = std::fs::remove_file(&tmp);
+                linked?;
+            }
+            syncfs(&self.root)?;
         }
         entries.sort();
         report.files = entries.len() as u64;
@@ -523,9 +529,39 @@ pub(crate) fn crc_of(f: &mut File, path: &Path) -> Result<(u64, u32)> {
     Ok((n, h.finalize()))
 }
 
-/// Copies `src` into a new file `target` (temporary name, fsync, rename;
-/// the caller syncs the directory), read-only. Returns (size, crc32).
-pub(crate) fn copy_new(src: &mut File, src_path: &Path, target: &Path) -> Result<(u64, u32)> {
+/// Temporaries copied but not yet given their pool name; removed on drop.
+#[derive(Default)]
+struct Pending(Vec<(PathBuf, PathBuf)>);
+
+impl Drop for Pending {
+    fn drop(&mut self) {
+        for (tmp, _) in &self.0 {
+            let _ = std::fs::remove_file(tmp);
+        }
+    }
+}
+
+/// syncfs(2) of the filesystem holding `dir`: every file and directory
+/// written there is durable once it returns.
+pub(crate) fn syncfs(dir: &Path) -> Result<()> {
+    use std::os::unix::io::AsRawFd;
+    let d = File::open(dir).map_err(|e| Error::io(dir, e))?;
+    // SAFETY: fd valid for the life of `d`.
+    if unsafe { libc::syncfs(d.as_raw_fd()) } != 0 {
+        return Err(Error::io(dir, io::Error::last_os_error()));
+    }
+    Ok(())
+}
+
+/// Copies `src` into a new read-only temporary file beside `target`
+/// (not synced: the caller syncs the filesystem, then links it to
+/// `target`). Returns (temporary path, size, crc32).
+fn copy_to_temp(
+    src: &mut File,
+    src_path: &Path,
+    target: &Path,
+    buf: &mut [u8],
+) -> Result<(PathBuf, u64, u32)> {
     let dir = target.parent().unwrap_or(Path::new("."));
     let name = target
         .file_name()
@@ -556,10 +592,9 @@ pub(crate) fn copy_new(src: &mut File, src_path: &Path, target: &Path) -> Result
     };
     let result = (|| {
         let mut h = crc32fast::Hasher::new();
-        let mut buf = vec![0u8; 256 * 1024];
         let mut n = 0u64;
         loop {
-            let k = match src.read(&mut buf) {
+            let k = match src.read(buf) {
                 Ok(0) => break,
                 Ok(k) => k,
                 Err(e) if e.kind() == io::ErrorKind::Interrupted => continue,
@@ -571,15 +606,16 @@ pub(crate) fn copy_new(src: &mut File, src_path: &Path, target: &Path) -> Result
             n += k as u64;
         }
         out.set_permissions(std::fs::Permissions::from_mode(0o444))
-            .and_then(|()| out.sync_all())
             .map_err(|e| Error::io(&tmp_path, e))?;
-        // A rename never replaces here: the caller checked the target is
-        // absent, and a link refuses an existing name.
-        std::fs::hard_link(&tmp_path, target).map_err(|e| Error::io(target, e))?;
         Ok((n, h.finalize()))
     })();
-    let _ = std::fs::remove_file(&tmp_path);
-    result
+    match result {
+        Ok((n, crc)) => Ok((tmp_path, n, crc)),
+        Err(e) => {
+            let _ = std::fs::remove_file(&tmp_path);
+            Err(e)
+        }
+    }
 }
 
 fn render_manifest(m: &Manifest, w: &mut impl Write) -> io::Result<()> {
