@@ -29,7 +29,9 @@ use crate::tid::Tid;
 
 pub use cut::{execute_cut, plan_cut, CutPlan, CutReport};
 pub use layout::{read_layout, Layout};
-pub use restore::{compare, restore, verify, CompareReport, RestoreReport, VerifyReport};
+pub use restore::{
+    build_beside, compare, restore, verify, Built, CompareReport, RestoreReport, VerifyReport,
+};
 pub use snapshot::{BlobRepo, Entry, Manifest, SnapshotReport};
 
 /// A failure on blob files: which path, and what.

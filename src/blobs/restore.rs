@@ -35,6 +35,7 @@ pub struct RestoreReport {
 /// `tmp/`, the entries with tid <= `upto`, each checked against its size
 /// and crc. A non-empty `target` is refused unless `replace`, and then
 /// renamed to `<target>.before-restore-<unix time>` first.
+/// [`build_beside`] + [`Built::install`] in one call.
 pub fn restore(
     repo: &BlobRepo,
     m: &Manifest,
@@ -42,46 +43,106 @@ pub fn restore(
     target: &Path,
     replace: bool,
 ) -> Result<RestoreReport> {
+    build_beside(repo, m, upto, target, replace)?.install()
+}
+
+/// A blob directory built beside its target, not yet in place (for a
+/// caller that installs several files all-or-nothing). Dropped without
+/// [`Built::install`], it is removed.
+#[derive(Debug)]
+pub struct Built {
+    temp: PathBuf,
+    target: PathBuf,
+    replace: bool,
+    created: Vec<PathBuf>,
+    pub files: u64,
+    pub bytes: u64,
+}
+
+/// Builds (and syncs) the directory [`restore`] installs, in a sibling
+/// temporary directory `.<name>.restore-<pid>-<n>` of `target`. Refuses a
+/// non-empty `target` unless `replace`, before any work.
+pub fn build_beside(
+    repo: &BlobRepo,
+    m: &Manifest,
+    upto: Tid,
+    target: &Path,
+    replace: bool,
+) -> Result<Built> {
     let target = fsutil::resolve(target).map_err(|e| Error::io(target, e))?;
-    let existing = existing_state(&target)?;
-    if existing == Existing::NonEmpty && !replace {
+    if existing_state(&target)? == Existing::NonEmpty && !replace {
         return Err(Error::new(&target, ErrorKind::TargetExists));
     }
     let parent = target.parent().unwrap_or(Path::new("/")).to_path_buf();
     let mut created = Vec::new();
     create_dirs(&parent, &mut created)?;
     let temp = make_temp_dir(&target)?;
-    let built = build(repo, m, upto, &temp);
-    let (files, bytes) = match built {
-        Ok(v) => v,
-        Err(e) => {
-            let _ = std::fs::remove_dir_all(&temp);
-            return Err(e);
-        }
-    };
-    let mut kept_aside = None;
-    match existing {
-        Existing::Absent => {}
-        Existing::Empty => {
-            std::fs::remove_dir(&target).map_err(|e| Error::io(&target, e))?;
-        }
-        Existing::NonEmpty => {
-            let aside = aside_name(&target)?;
-            std::fs::rename(&target, &aside).map_err(|e| Error::io(&target, e))?;
-            kept_aside = Some(aside);
-        }
-    }
-    std::fs::rename(&temp, &target).map_err(|e| Error::io(&target, e))?;
-    sync_dir(&parent)?;
-    for d in created.iter().filter_map(|d| d.parent()) {
-        sync_dir(d)?;
-    }
-    Ok(RestoreReport {
+    let mut built = Built {
+        temp,
         target,
-        files,
-        bytes,
-        kept_aside,
-    })
+        replace,
+        created,
+        files: 0,
+        bytes: 0,
+    };
+    let (files, bytes) = build(repo, m, upto, &built.temp)?;
+    built.files = files;
+    built.bytes = bytes;
+    Ok(built)
+}
+
+impl Built {
+    /// The temporary directory (e.g. for `--check` to compare, or to open
+    /// with ZODB before installing).
+    pub fn path(&self) -> &Path {
+        &self.temp
+    }
+
+    /// Renames the built directory to its target, first renaming a
+    /// non-empty existing target aside (an empty one is removed), then
+    /// fsyncs the parent. Between the two renames a crash leaves the old
+    /// directory aside and the new one at its temporary name.
+    pub fn install(mut self) -> Result<RestoreReport> {
+        let target = self.target.clone();
+        let existing = existing_state(&target)?;
+        let mut kept_aside = None;
+        match existing {
+            Existing::Absent => {}
+            Existing::Empty => {
+                std::fs::remove_dir(&target).map_err(|e| Error::io(&target, e))?;
+            }
+            Existing::NonEmpty => {
+                if !self.replace {
+                    return Err(Error::new(&target, ErrorKind::TargetExists));
+                }
+                let aside = aside_name(&target)?;
+                std::fs::rename(&target, &aside).map_err(|e| Error::io(&target, e))?;
+                kept_aside = Some(aside);
+            }
+        }
+        std::fs::rename(&self.temp, &target).map_err(|e| Error::io(&target, e))?;
+        // In place: nothing for drop to remove.
+        self.temp = PathBuf::new();
+        let parent = target.parent().unwrap_or(Path::new("/"));
+        sync_dir(parent)?;
+        for d in self.created.iter().filter_map(|d| d.parent()) {
+            sync_dir(d)?;
+        }
+        Ok(RestoreReport {
+            target,
+            files: self.files,
+            bytes: self.bytes,
+            kept_aside,
+        })
+    }
+}
+
+impl Drop for Built {
+    fn drop(&mut self) {
+        if !self.temp.as_os_str().is_empty() {
+            let _ = std::fs::remove_dir_all(&self.temp);
+        }
+    }
 }
 
 #[derive(Debug, Clone, Copy, PartialEq, Eq)]
@@ -446,6 +507,23 @@ mod tests {
         let aside = r.kept_aside.unwrap();
         assert!(compare(&m, Tid(11), &aside, false).unwrap().same());
         assert!(compare(&m, Tid(12), &out, false).unwrap().same());
+    }
+
+    #[test]
+    fn a_built_directory_not_installed_is_removed() {
+        let (t, _d, repo, m) = setup();
+        let out = t.path().join("out/blobs");
+        let b = build_beside(&repo, &m, Tid(12), &out, false).unwrap();
+        let temp = b.path().to_path_buf();
+        assert!(compare(&m, Tid(12), &temp, true).unwrap().same());
+        assert!(!out.exists());
+        drop(b);
+        assert!(!temp.exists());
+        let b = build_beside(&repo, &m, Tid(12), &out, false).unwrap();
+        assert_eq!(b.install().unwrap().files, 3);
+        // Refused before any work when the target holds something.
+        let e = build_beside(&repo, &m, Tid(12), &out, false).unwrap_err();
+        assert!(matches!(e.kind, ErrorKind::TargetExists));
     }
 
     #[test]

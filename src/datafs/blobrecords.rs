@@ -125,8 +125,9 @@ pub struct BlobRecords {
     pub end: u64,
 }
 
-/// Largest first read of a pickle: class pickles are tens of bytes.
-const PICKLE_WINDOW: u64 = 64 * 1024;
+/// First read of a pickle: class pickles are tens of bytes, so one small
+/// read per data record decides; a longer class pickle reads the record.
+const PICKLE_WINDOW: u64 = 512;
 
 /// The ASCII bytes `is_blob_record` looks for before unpickling.
 const NEEDLE: &[u8] = b"ZODB.blob";
@@ -755,6 +756,87 @@ mod tests {
             class_pickle_is_blob(b"\x80\x03cZODB.blob\nBlob\nq\x00)R0h\x00."),
             ClassPickle::Undecidable { opcode: b'R', .. }
         ));
+    }
+
+    enum Body<'a> {
+        Pickle(&'a [u8]),
+        /// Back pointer to the n-th data record written (None: 0).
+        Back(Option<usize>),
+    }
+
+    /// A Data.fs of one transaction per element, each with its records.
+    fn build_fs(txns: &[Vec<(u64, Body)>]) -> (tempfile::TempDir, DataFs) {
+        let mut f = b"FS30".to_vec();
+        let mut positions = Vec::new();
+        for (i, recs) in txns.iter().enumerate() {
+            let tid = 0x03ec_0000_0000_0000u64 + i as u64 + 1;
+            let tpos = f.len() as u64;
+            let mut data = Vec::new();
+            for (oid, body) in recs {
+                let rpos = tpos + 23 + data.len() as u64;
+                positions.push(rpos);
+                data.extend_from_slice(&oid.to_be_bytes());
+                data.extend_from_slice(&tid.to_be_bytes());
+                data.extend_from_slice(&0u64.to_be_bytes());
+                data.extend_from_slice(&tpos.to_be_bytes());
+                data.extend_from_slice(&0u16.to_be_bytes());
+                match body {
+                    Body::Pickle(p) => {
+                        data.extend_from_slice(&(p.len() as u64).to_be_bytes());
+                        data.extend_from_slice(p);
+                    }
+                    Body::Back(to) => {
+                        data.extend_from_slice(&0u64.to_be_bytes());
+                        let back = to.map(|n| positions[n]).unwrap_or(0);
+                        data.extend_from_slice(&back.to_be_bytes());
+                    }
+                }
+            }
+            let tlen = 23 + data.len() as u64;
+            f.extend_from_slice(&tid.to_be_bytes());
+            f.extend_from_slice(&tlen.to_be_bytes());
+            f.extend_from_slice(b" \0\0\0\0\0\0");
+            f.extend_from_slice(&data);
+            f.extend_from_slice(&tlen.to_be_bytes());
+        }
+        let d = tempfile::tempdir().unwrap();
+        let p = d.path().join("Data.fs");
+        std::fs::write(&p, f).unwrap();
+        let fs = DataFs::open(&p).unwrap();
+        (d, fs)
+    }
+
+    #[test]
+    fn back_pointers_long_class_pickles_and_references_in_a_file() {
+        const BLOB: &[u8] = b"\x80\x03cZODB.blob\nBlob\nq\x00.\x80\x03N.";
+        // A class pickle longer than the first read: MARK, 600 ints,
+        // POP_MARK, then the Blob global.
+        let mut long = b"(".to_vec();
+        for _ in 0..600 {
+            long.extend_from_slice(b"K\x01");
+        }
+        long.extend_from_slice(b"1cZODB.blob\nBlob\n.N.");
+        // An object whose state references a blob (the needle, not a blob).
+        const REF: &[u8] = b"\x80\x03cpersistent.mapping\nPersistentMapping\nq\x00.\x80\x03}q\x01(X\x01\x00\x00\x00bq\x02C\x08\x00\x00\x00\x00\x00\x00\x00\x02q\x03cZODB.blob\nBlob\nq\x04\x86q\x05Qu.";
+        let (_d, fs) = build_fs(&[
+            vec![(1, Body::Pickle(BLOB)), (2, Body::Pickle(REF))],
+            vec![(3, Body::Pickle(&long))],
+            // undo: back to oid 1's blob record, and an undone creation.
+            vec![(1, Body::Back(Some(0))), (4, Body::Back(None))],
+            // a chain of two back pointers, and a ZEO-style duplicate.
+            vec![(1, Body::Back(Some(3))), (1, Body::Back(Some(0)))],
+        ]);
+        let r = fs.blob_records(4, fs.size()).unwrap();
+        let got: Vec<(u64, u64)> = r
+            .records
+            .iter()
+            .map(|r| (r.oid, r.tid.0 - 0x03ec_0000_0000_0000))
+            .collect();
+        assert_eq!(got, vec![(1, 1), (3, 2), (1, 3), (1, 4)]);
+        assert_eq!((r.transactions, r.data_records, r.end), (4, 7, fs.size()));
+        // A range that does not end at a transaction end is refused.
+        let e = fs.blob_records(4, fs.size() - 1).unwrap_err();
+        assert!(!e.is_damage(), "{e}");
     }
 
     #[test]
