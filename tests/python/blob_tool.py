@@ -16,6 +16,10 @@ Run with the test virtualenv's python. Prints JSON on stdout.
                        file; prints {"reachable": {name: hex}, "files":
                        {"oid tid": size}} or fails
   pack DIR KEEP_OLD    pack to now (KEEP_OLD 1/0 = pack_keep_old)
+  seeds                class pickles to mutate: Blob, (Blob, ()), other
+                       classes, in protocols 0-5; prints {"seeds": [hex]}
+  isblob               reads hex records from stdin, one a line; prints
+                       {"answers": [bool]} from ZODB.blob.is_blob_record
 """
 
 import json
@@ -146,6 +150,26 @@ def pack(d, keep_old):
     return {}
 
 
+def seeds():
+    import pickle
+    from persistent.mapping import PersistentMapping
+    out = []
+    for proto in range(0, 6):
+        for obj in (Blob, (Blob, ()), PersistentMapping,
+                    (("ZODB.blob", "Blob"), None), [Blob], {"k": Blob}):
+            p = pickle.dumps(obj, protocol=proto)
+            out.append((p + pickle.dumps(None, protocol=proto)).hex())
+    return {"seeds": out}
+
+
+def isblob():
+    answers = []
+    for line in sys.stdin:
+        line = line.strip()
+        answers.append(bool(is_blob_record(bytes.fromhex(line))))
+    return {"answers": answers}
+
+
 def main():
     cmd, args = sys.argv[1], sys.argv[2:]
     if cmd == "make":
@@ -158,6 +182,10 @@ def main():
         r = read(args[0], args[1])
     elif cmd == "pack":
         r = pack(args[0], args[1])
+    elif cmd == "seeds":
+        r = seeds()
+    elif cmd == "isblob":
+        r = isblob()
     else:
         raise SystemExit("unknown command %r" % cmd)
     json.dump(r, sys.stdout)
