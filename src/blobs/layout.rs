@@ -358,9 +358,8 @@ mod tests {
         std::fs::write(b.join(".layout"), "bushy\n").unwrap();
         assert_eq!(read_layout(&b).unwrap(), Layout::Bushy);
         std::fs::write(b.join(".layout"), "zeocache").unwrap();
-        assert!(matches!(
-            read_layout(&b).unwrap_err().kind,
-            ErrorKind::UnknownLayout(_)
-        ));
+        let e = read_layout(&b).unwrap_err();
+        assert!(matches!(e.kind, ErrorKind::UnknownLayout(_)));
+        assert!(e.to_string().contains("never a source"), "{e}");
     }
 }

@@ -128,6 +128,11 @@ impl fmt::Display for Error {
         write!(f, "{}: ", self.path.display())?;
         match &self.kind {
             ErrorKind::Io(e) => write!(f, "i/o error: {e}"),
+            ErrorKind::UnknownLayout(l) if l == "zeocache" => write!(
+                f,
+                "this is a ZEO client's blob cache (.layout \"zeocache\"): it is partial and \
+                 pruned, never a source; configure the ZEO server's blob directory"
+            ),
             ErrorKind::UnknownLayout(l) => write!(
                 f,
                 "unknown blob directory layout {l:?} in .layout (zodb knows \"bushy\" and \"lawn\")"
