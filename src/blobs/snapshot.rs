@@ -852,8 +852,14 @@ mod tests {
         let pr = repo.prune(&["r3"]).unwrap();
         assert_eq!((pr.manifests, pr.files), (2, 2));
         assert_eq!(repo.read_manifest("r3").unwrap().entries.len(), 1);
+        // A temporary left by an interrupted run goes too.
+        let stale = repo
+            .pool_file(1, Tid(12))
+            .with_file_name(".0x0c.blob.tmp-1-0");
+        std::fs::write(&stale, "partial").unwrap();
         let pr = repo.prune(&[]).unwrap();
-        assert_eq!((pr.manifests, pr.files), (1, 1));
+        assert_eq!((pr.manifests, pr.files), (1, 2));
+        assert!(!stale.exists());
     }
 
     #[test]

@@ -162,7 +162,7 @@ impl DataFs {
             ..BlobRecords::default()
         };
         let mut pos = from;
-        let mut seen: std::collections::HashSet<(u64, u64)> = std::collections::HashSet::new();
+        let mut seen: std::collections::HashSet<u64> = std::collections::HashSet::new();
         let mut recs: Vec<(u64, RawDataHeader)> = Vec::new();
         while pos < to {
             let h = self.read_txn_header(pos)?;
@@ -177,10 +177,13 @@ impl DataFs {
                     .into());
             }
             recs.clear();
+            // A record's tid is its transaction's (checked), so the same
+            // (oid, tid) can only repeat inside one transaction.
+            seen.clear();
             self.verify_transaction_visit(&h, &mut |p, d| recs.push((p, *d)))?;
             for (p, d) in &recs {
                 out.data_records += 1;
-                if self.record_is_blob(*p, d)? && seen.insert((d.oid, d.tid)) {
+                if self.record_is_blob(*p, d)? && seen.insert(d.oid) {
                     out.records.push(BlobRecord {
                         oid: d.oid,
                         tid: Tid(d.tid),
