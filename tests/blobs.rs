@@ -519,3 +519,37 @@ fn hex_decode(s: &str) -> Vec<u8> {
 fn hex_encode(b: &[u8]) -> String {
     b.iter().map(|x| format!("{x:02x}")).collect()
 }
+
+/// A real ZEO server writes two data records for each stored blob (same
+/// oid and tid, one transaction): one file, reported once. The client's
+/// blob cache (`zeocache` layout) is refused as a source.
+#[test]
+fn a_zeo_servers_duplicate_records_name_one_file() {
+    let t = tempfile::tempdir().unwrap();
+    let d = t.path().join("zeo");
+    let n = tool(&["zeo", s(&d)])["records"].as_u64().unwrap();
+    let fs = DataFs::open(&d.join("Data.fs")).unwrap();
+    let r = fs.blob_records(4, fs.size()).unwrap();
+    assert_eq!(r.data_records, n);
+    // Each blob record twice in ZODB's iteration, once here.
+    assert_eq!(r.records.len(), 3);
+    assert!(
+        n >= 3 * 2,
+        "ZEO wrote no duplicate records ({n}): the test shows nothing"
+    );
+    assert_eq!(set(&r.records), truth(&d, None));
+    assert_eq!(blob_files(&d.join("blobs")), set(&r.records));
+    let repo = BlobRepo::at(&t.path().join("repo"));
+    let e = repo
+        .write_snapshot(
+            "r1",
+            &d.join("zeocache"),
+            None,
+            Contents::Full {
+                records: &r.records,
+                previous: None,
+            },
+        )
+        .unwrap_err();
+    assert!(e.to_string().contains("never a source"), "{e}");
+}

@@ -16,6 +16,10 @@ Run with the test virtualenv's python. Prints JSON on stdout.
                        file; prints {"reachable": {name: hex}, "files":
                        {"oid tid": size}} or fails
   pack DIR KEEP_OLD    pack to now (KEEP_OLD 1/0 = pack_keep_old)
+  zeo DIR              DIR/Data.fs + DIR/blobs written through a real ZEO
+                       server (ZEO.server) by a ZEO client: two blobs
+                       stored, one overwritten; prints {"records": n}
+                       (data records ZODB's iterator yields)
   seeds                class pickles to mutate: Blob, (Blob, ()), other
                        classes, in protocols 0-5; prints {"seeds": [hex]}
   isblob               reads hex records from stdin, one a line; prints
@@ -150,6 +154,33 @@ def pack(d, keep_old):
     return {}
 
 
+def zeo(d):
+    import ZEO
+    os.makedirs(d)
+    addr, stop = ZEO.server(path=os.path.join(d, "Data.fs"),
+                            blob_dir=os.path.join(d, "blobs"))
+    try:
+        db = ZEO.DB(addr, blob_dir=os.path.join(d, "zeocache"))
+        conn = db.open()
+        root = conn.root()
+        root["blobs"] = PersistentMapping()
+        put(root, "a", b"zeo a")
+        put(root, "b", b"zeo b")
+        transaction.commit()
+        with root["blobs"]["a"].open("w") as f:
+            f.write(b"zeo a again")
+        transaction.commit()
+        conn.close()
+        db.close()
+    finally:
+        stop()
+    storage = ZODB.FileStorage.FileStorage(
+        os.path.join(d, "Data.fs"), read_only=True)
+    n = sum(len(list(t)) for t in storage.iterator())
+    storage.close()
+    return {"records": n}
+
+
 def seeds():
     import pickle
     from persistent.mapping import PersistentMapping
@@ -182,6 +213,8 @@ def main():
         r = read(args[0], args[1])
     elif cmd == "pack":
         r = pack(args[0], args[1])
+    elif cmd == "zeo":
+        r = zeo(args[0])
     elif cmd == "seeds":
         r = seeds()
     elif cmd == "isblob":
