@@ -250,11 +250,12 @@ impl BlobRepo {
 
     /// Writes the run `stamp` from the blob directory `blob_dir`: copies
     /// into the pool the files of `contents` that the previous manifest
-    /// does not hold (from `blob_dir`, else from `<blob_dir>.old`), fsyncs
-    /// them and their directories, then writes the manifest (never over an
-    /// existing one). A file found in neither place fails the run with
-    /// [`ErrorKind::Missing`] listing every such (oid, tid); files already
-    /// copied stay in the pool for the next attempt.
+    /// does not hold (from `blob_dir`, else from `<blob_dir>.old`), makes
+    /// them and their directories durable, then writes the manifest (never
+    /// over an existing one). A file found in neither place fails the run
+    /// with [`ErrorKind::Missing`] listing every such (oid, tid), after
+    /// looking for all of them; nothing is added to the pool then (the
+    /// copies made are removed).
     pub fn write_snapshot(
         &self,
         stamp: &str,
