@@ -299,6 +299,10 @@ fn a_pack_between_datafs_and_blob_copy_loses_files_unless_looked_for() {
             let named: Vec<(u64, u64)> = m.iter().map(|x| (x.oid, x.tid.0)).collect();
             assert_eq!(named, lost);
             assert!(repo.stamps().unwrap().is_empty());
+            // Nothing added to the pool, not even a temporary.
+            let pool = repo.root().join("pool");
+            let left: Vec<_> = walkdir_files(&pool);
+            assert!(left.is_empty(), "{left:?}");
         }
     }
 }
@@ -552,4 +556,21 @@ fn a_zeo_servers_duplicate_records_name_one_file() {
         )
         .unwrap_err();
     assert!(e.to_string().contains("never a source"), "{e}");
+}
+
+/// Every file under `dir` (none when it does not exist).
+fn walkdir_files(dir: &Path) -> Vec<PathBuf> {
+    let mut out = Vec::new();
+    let Ok(rd) = std::fs::read_dir(dir) else {
+        return out;
+    };
+    for e in rd {
+        let p = e.unwrap().path();
+        if p.is_dir() {
+            out.extend(walkdir_files(&p));
+        } else {
+            out.push(p);
+        }
+    }
+    out
 }
