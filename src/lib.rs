@@ -7,6 +7,8 @@
 //! - [`tid`]: the TID type and its textual forms.
 //! - [`datafs`]: read-only access to FileStorage `Data.fs` files.
 //! - [`exactcut`]: the exact cut from the commit tags in the files.
+//! - [`blobs`]: blob directories: layout, the repository's blob pool and
+//!   per-run manifests, restore, verify, compare and cut at a TID.
 //! - [`statuslog`]: the status file (TID log): records, replay, writer.
 //! - [`protocol`]: the sans-I/O wire codec.
 //! - [`engine`]: the pure coherency engine.
@@ -25,6 +27,7 @@
 //! - [`fsutil`]: durable file replacement and the Data.fs lock.
 //! - [`progress`]: the progress trait of long copies and the terminal bar.
 
+pub mod blobs;
 pub mod bootstrap;
 pub mod cli;
 pub mod client;

@@ -17,6 +17,7 @@
 //! Offsets are `u64` byte positions from the start of the file; TIDs are
 //! [`Tid`] everywhere.
 
+pub mod blobrecords;
 pub mod cut;
 pub mod extension;
 pub mod index;
