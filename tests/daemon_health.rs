@@ -94,20 +94,6 @@ fn tid_at(secs: f64) -> u64 {
     Tid::from_unix_seconds(secs).0
 }
 
-fn publish(c: &mut Client, txn: &str, pairs: &[(&str, u64)]) {
-    let ids: Vec<&str> = pairs.iter().map(|(s, _)| *s).collect();
-    c.begin(txn, &ids);
-    c.commit(txn, pairs);
-}
-
-fn bootstrapped(d: &Daemon) -> Client {
-    let mut c = d.client();
-    c.begin("warmup", &[]);
-    c.abort("warmup");
-    c.wait_bootstrapped();
-    c
-}
-
 /// Runs the original product's utils/check_tid_log.py (Python 2.7, as
 /// bench/original/setup.sh installs it) on `status`; its stdout, or `None`
 /// (with the reason printed) when there is no Python 2.7 on this machine.

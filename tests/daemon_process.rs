@@ -19,20 +19,6 @@ fn read(p: &std::path::Path) -> String {
     std::fs::read_to_string(p).unwrap_or_default()
 }
 
-fn publish(c: &mut Client, txn: &str, pairs: &[(&str, u64)]) {
-    let ids: Vec<&str> = pairs.iter().map(|(s, _)| *s).collect();
-    c.begin(txn, &ids);
-    c.commit(txn, pairs);
-}
-
-fn bootstrapped(d: &Daemon) -> Client {
-    let mut c = d.client();
-    c.begin("warmup", &[]);
-    c.abort("warmup");
-    c.wait_bootstrapped();
-    c
-}
-
 #[test]
 fn records_follow_the_point_and_term_writes_a_final_full_record() {
     let dir = tempfile::tempdir().unwrap();

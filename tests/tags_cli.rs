@@ -199,6 +199,35 @@ fn check_over_two_hosts_with_an_exported_summary() {
     assert!(stderr(&o).contains("bad.json"), "{}", stderr(&o));
 }
 
+/// A status file whose point is each fixture file's first tagged transaction.
+fn write_first_tagged_point(path: &Path) {
+    let j = answers();
+    let entries: Vec<String> = ["a", "b", "c"]
+        .iter()
+        .map(|n| {
+            let t = j["files"][n]["transactions"]
+                .as_array()
+                .unwrap()
+                .iter()
+                .find(|t| !t["tag"].is_null())
+                .unwrap()["tid"]
+                .as_str()
+                .unwrap()
+                .to_string();
+            let tid = u64::from_str_radix(&t, 16).unwrap();
+            format!(
+                "'{}': {tid}",
+                j["ids"][n].as_str().unwrap().replace('\'', "\\'")
+            )
+        })
+        .collect();
+    std::fs::write(
+        path,
+        format!("1732212345.67 f {{{}}}\n", entries.join(", ")),
+    )
+    .unwrap();
+}
+
 /// `cut`'s plan (dry run, JSON) per storage id.
 fn cut_plan(dir: &Path, extra: &[&str]) -> Vec<Value> {
     let mut a = vec!["cut", "--dry-run", "--format", "json"];
@@ -260,30 +289,8 @@ fn cut_by_default_is_the_exact_cut_the_oracle_computes() {
 fn a_floor_from_the_status_file_never_cuts_below_it_and_at_point_cuts_there() {
     let d = tempfile::tempdir().unwrap();
     setup(d.path(), &["a", "b", "c"]);
-    let j = answers();
     // A point at each file's first tagged transaction.
-    let mut entries = Vec::new();
-    for n in ["a", "b", "c"] {
-        let t = j["files"][n]["transactions"]
-            .as_array()
-            .unwrap()
-            .iter()
-            .find(|t| !t["tag"].is_null())
-            .unwrap()["tid"]
-            .as_str()
-            .unwrap()
-            .to_string();
-        let tid = u64::from_str_radix(&t, 16).unwrap();
-        entries.push(format!(
-            "'{}': {tid}",
-            j["ids"][n].as_str().unwrap().replace('\'', "\\'")
-        ));
-    }
-    std::fs::write(
-        d.path().join("tidstorage.tid"),
-        format!("1732212345.67 f {{{}}}\n", entries.join(", ")),
-    )
-    .unwrap();
+    write_first_tagged_point(&d.path().join("tidstorage.tid"));
     let cfg = std::fs::read_to_string(d.path().join("tidstorage.toml")).unwrap();
     std::fs::write(
         d.path().join("tidstorage.toml"),
@@ -355,38 +362,19 @@ fn restore_of_a_no_server_backup_is_the_exact_cut_above_the_status_file_copy() {
     setup(d.path(), &["a", "b", "c"]);
     let j = answers();
     // A point at each file's first tagged transaction, and repositories.
-    let mut entries = Vec::new();
     let mut cfg = String::from(
         "[server]\nstatus_file = \"tidstorage.tid\"\n\
          [backup]\ntimestamp_file = \"timestamps.log\"\nstatus_file_backup_dir = \"status-copies\"\n",
     );
     for n in ["a", "b", "c"] {
-        let t = j["files"][n]["transactions"]
-            .as_array()
-            .unwrap()
-            .iter()
-            .find(|t| !t["tag"].is_null())
-            .unwrap()["tid"]
-            .as_str()
-            .unwrap()
-            .to_string();
         let id = j["ids"][n].as_str().unwrap();
-        entries.push(format!(
-            "'{}': {}",
-            id,
-            u64::from_str_radix(&t, 16).unwrap()
-        ));
         std::fs::create_dir(d.path().join(format!("repo-{n}"))).unwrap();
         cfg.push_str(&format!(
             "[[storage]]\nid = '{id}'\ndata_fs = \"{n}.fs\"\nrepository = \"repo-{n}\"\n"
         ));
     }
     std::fs::write(d.path().join("tidstorage.toml"), cfg).unwrap();
-    std::fs::write(
-        d.path().join("tidstorage.tid"),
-        format!("1732212345.67 f {{{}}}\n", entries.join(", ")),
-    )
-    .unwrap();
+    write_first_tagged_point(&d.path().join("tidstorage.tid"));
     let exact = cut_plan(d.path(), &[]);
     let at_point = cut_plan(d.path(), &["--at-point"]);
     let o = run_in(d.path(), &["backup", "--no-server"]);

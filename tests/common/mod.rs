@@ -388,3 +388,21 @@ pub fn restored_under(out: &std::path::Path, configured: &std::path::Path) -> st
         .join(configured.file_name().unwrap());
     out.join(configured.strip_prefix("/").unwrap())
 }
+
+/// BEGIN then COMMIT of `txn` with these TIDs (one transaction, published
+/// once bootstrap is complete).
+pub fn publish(c: &mut Client, txn: &str, pairs: &[(&str, u64)]) {
+    let ids: Vec<&str> = pairs.iter().map(|(s, _)| *s).collect();
+    c.begin(txn, &ids);
+    c.commit(txn, pairs);
+}
+
+/// A client of `d` once its bootstrap is complete (a first transaction
+/// end starts it; with no storage configured it then completes).
+pub fn bootstrapped(d: &Daemon) -> Client {
+    let mut c = d.client();
+    c.begin("warmup", &[]);
+    c.abort("warmup");
+    c.wait_bootstrapped();
+    c
+}

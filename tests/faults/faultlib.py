@@ -682,17 +682,7 @@ class Incremental(Command):
         if data == w.restored:
             # Visible; the old index may still be beside it until the rerun
             # writes the new one: a prefix index ZODB extends by a scan.
-            ix = sp(site, self.target + ".index")
-            if os.path.exists(ix):
-                try:
-                    pos, _ = index_content(ix)
-                    if pos not in (len(w.standby), len(w.restored)):
-                        p.append(("nothing partial", "the index covers %d bytes, neither the "
-                                  "standby's %d nor the restore's %d"
-                                  % (pos, len(w.standby), len(w.restored))))
-                except Exception as e:
-                    p.append(("nothing partial", "the index cannot be loaded (%s)"
-                              % type(e).__name__))
+            self._index_covers(w, site, p, (len(w.standby), len(w.restored)))
             return p
         elif not data.startswith(w.standby):
             p.append(("data intact", "the standby's old bytes changed"))
@@ -705,19 +695,24 @@ class Incremental(Command):
                           "standby's %d nor the restore's %d"
                           % (count, w.standby_count, w.restored_count)))
             # The old index still describes what FileStorage sees.
-            ix = sp(site, self.target + ".index")
-            if os.path.exists(ix):
-                try:
-                    pos, _ = index_content(ix)
-                    if pos != len(w.standby):
-                        p.append(("nothing partial", "the index covers %d bytes while the "
-                                  "standby shows %d" % (pos, len(w.standby))))
-                except Exception as e:
-                    p.append(("nothing partial", "the index cannot be loaded (%s)"
-                              % type(e).__name__))
+            self._index_covers(w, site, p, (len(w.standby),))
             return p
         check_index_beside(site, self.target, self.target + ".index", p, "nothing partial")
         return p
+
+    def _index_covers(self, w, site, p, allowed):
+        """The index beside the standby, if any, covers one of `allowed`."""
+        ix = sp(site, self.target + ".index")
+        if not os.path.exists(ix):
+            return
+        try:
+            pos, _ = index_content(ix)
+        except Exception as e:
+            p.append(("nothing partial", "the index cannot be loaded (%s)" % type(e).__name__))
+            return
+        if pos not in allowed:
+            p.append(("nothing partial", "the index covers %d bytes, not one of %s"
+                      % (pos, "/".join(str(a) for a in allowed))))
 
     def done(self, w, site, faulted=True):
         p = []
