@@ -376,9 +376,17 @@ class Recorder:
                 self.data += b
 
     def commands(self):
+        """The whole commands received so far (one still arriving, split
+        across reads, is left for later)."""
         with self.lock:
             data = self.data
-        return parse_commands(data) if data else []
+        while data:
+            data = data[:data.rfind(b"\n") + 1]
+            try:
+                return parse_commands(data)
+            except (ValueError, IndexError):
+                data = data[:-1]
+        return []
 
     def wait_commands(self, n, timeout=DEADLINE):
         return wait_until(lambda: len(self.commands()) >= n and self.commands(), timeout,
