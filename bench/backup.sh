@@ -84,6 +84,10 @@ sleep 1
 grow "$L1" "$L2"
 OQ=$(secs $T -c "$W/t.toml" backup --no-server --quick)
 RQ=$(secs "$REPOZO" -B -Q -r "$W/repo-r" -f "$W/Data.fs")
+# The floors of a restore of the grown file: hashing it, copying it durably.
+MD5R=$(secs md5sum "$W/Data.fs")
+CPSR=$(secs sh -c "cp $W/Data.fs $W/cp.fs && sync $W/cp.fs")
+rm "$W/cp.fs"
 OR=$(secs $T -c "$W/t.toml" restore --no-cut --output-dir "$W/out" --date 2099-12-31)
 RR=$(secs "$REPOZO" -R -r "$W/repo-r" -o "$W/r.fs")
 cmp "$W/r.fs" "$W/Data.fs"
@@ -127,6 +131,8 @@ row "full gzip backup vs repozo -B -F -z" "$OZ" "$RZ"
 row "incremental vs repozo -B" "$OI" "$RI"
 row "incremental --quick vs repozo -B -Q" "$OQ" "$RQ"
 row "restore vs repozo -R" "$OR" "$RR"
+row "restore vs md5sum of the restored size (hashing floor)" "$OR" "$MD5R"
+row "restore vs cp + sync of the restored size" "$OR" "$CPSR"
 echo
 echo "gzip backup sizes: ours (level 1) $(du -b "$W"/repo-tz/*.fsz | cut -f1) bytes, repozo (level 9) $(du -b "$W"/repo-rz/*.fsz | cut -f1) bytes"
 echo

@@ -641,6 +641,13 @@ fn backup_one(
     };
     let (written, index) = std::thread::scope(|s| {
         let ix = s.spawn(|| {
+            // The copy's md5 is the critical path: on two cores the index
+            // scan yields to it (a per-thread nice; best effort).
+            // SAFETY: plain syscalls on this thread's own id.
+            unsafe {
+                let tid = libc::syscall(libc::SYS_gettid) as libc::id_t;
+                libc::setpriority(libc::PRIO_PROCESS, tid, 10);
+            }
             let existing = FsIndex::load(&previous_index).ok();
             index_for_prefix(&df, end, existing, &mut |_, _| {})
         });

@@ -656,9 +656,9 @@ fn stream<'a>(j: Job<'a>, date: &str, quiet: bool) -> Result<Streamed<'a>> {
         .map_err(|e| Error::io(&j.target, e).doing("cannot create a temporary file beside"))?;
     let pb = progress::bar(chain.end(), format!("{} restore", j.job.cfg.id), quiet);
     let tmp_path = tmp.path().to_path_buf();
-    let tmp_file = tmp.file();
+    let mut out = crate::repozo::copy::WritebackFile::new(tmp.file(), 0);
     let size = repo
-        .stream_chain(&chain, &mut *tmp_file, &tmp_path, &pb as &dyn Progress)
+        .stream_chain(&chain, &mut out, &tmp_path, &pb as &dyn Progress)
         .map_err(|e| {
             Error::from(e).advice(format!("nothing was written under {}", j.target.display()))
         })?;
