@@ -52,13 +52,8 @@ repository = "repo-t"
 EOF
 sed 's/repo-t/repo-tz/' "$W/t.toml" >"$W/tz.toml"
 
-secs() { # runs "$@", prints wall seconds
-    local t0 t1
-    t0=$(date +%s.%N)
-    "$@" >/dev/null 2>&1
-    t1=$(date +%s.%N)
-    echo "$t1 - $t0" | bc
-}
+# shellcheck source=bench/lib.sh
+. bench/lib.sh
 row() { printf '| %s | %s | %s | %s |\n' "$1" "$2" "$3" "$(echo "scale=2; $2 / $3" | bc)"; }
 grow() { # appends big.fs[$1, $2) to Data.fs
     dd if="$W/big.fs" iflag=skip_bytes,count_bytes skip="$1" count=$(($2 - $1)) bs=1M status=none >>"$W/Data.fs"

@@ -47,21 +47,8 @@ stop_daemon() {
 trap stop_daemon EXIT
 trap 'exit 130' INT TERM
 
-free_port() {
-    python3 -c 'import socket; s = socket.socket(); s.bind(("127.0.0.1", 0)); print(s.getsockname()[1])'
-}
-
-wait_listening() {
-    local port=$1 pid=$2
-    for _ in $(seq 200); do
-        kill -0 "$pid" 2>/dev/null || return 1
-        if (exec 3<>"/dev/tcp/127.0.0.1/$port") 2>/dev/null; then
-            return 0
-        fi
-        sleep 0.05
-    done
-    return 1
-}
+# shellcheck source=bench/lib.sh
+. "$root/bench/lib.sh"
 
 echo "building the load generator and tidstorage (release)..." >&2
 cargo build --quiet --release --example loadgen

@@ -53,13 +53,8 @@ data_fs = "Data.fs"
 repository = "repo"
 EOF2
 
-secs() { # runs "$@", prints wall seconds
-    local t0 t1
-    t0=$(date +%s.%N)
-    "$@" >/dev/null 2>&1
-    t1=$(date +%s.%N)
-    echo "$t1 - $t0" | bc
-}
+# shellcheck source=bench/lib.sh
+. bench/lib.sh
 row() { printf '| %s | %s | %s | %s |\n' "$1" "$2" "$3" "$(echo "scale=1; $3 / $2" | bc)"; }
 standby() { find "$W/$1" -name Data.fs; }
 

@@ -202,10 +202,10 @@ pub fn run(c: &Config, o: &BackupOptions) -> Result<BackupReport> {
         None => None,
     };
 
+    let addr = server_address(o.server.as_deref(), c);
     let point: Option<BTreeMap<String, Tid>> = if o.no_server || jobs.is_empty() {
         None
     } else {
-        let addr = server_address(o.server.as_deref(), c);
         let ids: Vec<&str> = jobs.iter().map(|j| j.job.id()).collect();
         Some(take_point(&addr, &ids, o.bootstrap_wait, c)?)
     };
@@ -229,7 +229,6 @@ pub fn run(c: &Config, o: &BackupOptions) -> Result<BackupReport> {
         .and_then(|p| exact_on_live_files(c, p, &opened));
 
     let max_lag = o.max_lag.or(c.backup.max_lag);
-    let addr = server_address(o.server.as_deref(), c);
     let mut done: Vec<(Job, Done)> = Vec::new();
     for (j, df) in opened {
         let tid = match &point {
@@ -715,37 +714,16 @@ fn exact_on_live_files(
     point: &BTreeMap<String, Tid>,
     opened: &[(Job, DataFs)],
 ) -> Option<crate::exactcut::Plan> {
-    use crate::exactcut::{exact_cut, FloorSpec, TagSummary};
-    let mut inputs = Vec::new();
-    for s in &c.storages {
-        let Some(t) = point.get(&s.id) else { continue };
-        let spec = FloorSpec::Tid(*t);
+    use crate::exactcut::{FloorSpec, TagSummary};
+    let reads = c.storages.iter().filter_map(|s| {
+        let spec = FloorSpec::Tid(*point.get(&s.id)?);
         let read = match opened.iter().find(|(j, _)| j.job.id() == s.id) {
             Some((_, df)) => TagSummary::read(df, &s.id, spec),
-            None => match &s.data_fs {
-                Some(p) => TagSummary::read_file(p, &s.id, spec),
-                None => continue,
-            },
+            None => TagSummary::read_file(s.data_fs.as_ref()?, &s.id, spec),
         };
-        match read {
-            Ok(x) => inputs.push(x),
-            Err(e) => {
-                log::warn!(
-                    "storage {}: its commit tags cannot be read ({e}); backing up at the \
-                     daemon's point",
-                    s.id
-                );
-                return None;
-            }
-        }
-    }
-    match exact_cut(&inputs) {
-        Ok(p) => Some(p),
-        Err(e) => {
-            log::warn!("no exact cut ({e}); backing up at the daemon's point");
-            None
-        }
-    }
+        Some((s.id.as_str(), read))
+    });
+    super::point::exact_or_point(reads, "backing up at the daemon's point")
 }
 
 /// The message of a storage `--max-lag` skips: how far behind, which

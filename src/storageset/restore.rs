@@ -332,19 +332,12 @@ pub fn run(c: &Config, o: &RestoreOptions) -> Result<Outcome> {
     }
 
     let when = Stamp::now().text();
-    let outcome = match install_all(built, &when) {
-        Ok(o) => o,
+    let (mut installed, mut failed) = match install_all(built, &when) {
+        Ok(r) => r,
         Err(e) => {
             undo_appended(&appended);
             return Err(e);
         }
-    };
-    let Outcome::Installed {
-        mut installed,
-        mut failed,
-    } = outcome
-    else {
-        unreachable!("install_all installs")
     };
     for i in &mut installed {
         if let Some(why) = full_because.remove(&i.storage) {
@@ -377,29 +370,15 @@ pub fn run(c: &Config, o: &RestoreOptions) -> Result<Outcome> {
 /// The exact cut over the restored (not yet cut) files, above their
 /// status-file floors; `None` (with a warning) when it cannot be computed.
 fn exact_on_restored(streamed: &[Streamed]) -> Option<crate::exactcut::Plan> {
-    use crate::exactcut::{exact_cut, FloorSpec, TagSummary};
-    let mut inputs = Vec::new();
-    for s in streamed {
-        let Some(t) = s.job.tid else { continue };
-        match TagSummary::read_file(s.tmp.path(), &s.job.job.cfg.id, FloorSpec::Tid(t)) {
-            Ok(x) => inputs.push(x),
-            Err(e) => {
-                log::warn!(
-                    "storage {}: the commit tags of the restored file cannot be read ({e}); \
-                     cutting at the status file's point",
-                    s.job.job.cfg.id
-                );
-                return None;
-            }
-        }
-    }
-    match exact_cut(&inputs) {
-        Ok(p) => Some(p),
-        Err(e) => {
-            log::warn!("no exact cut ({e}); cutting at the status file's point");
-            None
-        }
-    }
+    use crate::exactcut::{FloorSpec, TagSummary};
+    let reads = streamed.iter().filter_map(|s| {
+        let id = s.job.job.cfg.id.as_str();
+        Some((
+            id,
+            TagSummary::read_file(s.tmp.path(), id, FloorSpec::Tid(s.job.tid?)),
+        ))
+    });
+    point::exact_or_point(reads, "cutting at the status file's point")
 }
 
 /// The chain a restore as of `date` uses for `j`, checked against its `.dat`.
@@ -877,7 +856,9 @@ impl Built<'_> {
 
 /// Puts every built storage in place, all or nothing: when one cannot be,
 /// those already placed get their old files back.
-fn install_all(mut built: Vec<Built>, when: &str) -> Result<Outcome> {
+/// Returns the storages installed and those whose last steps (index,
+/// fsync of an already-present result) failed after every file was placed.
+fn install_all(mut built: Vec<Built>, when: &str) -> Result<(Vec<Installed>, Vec<Error>)> {
     let mut placed: Vec<Placed> = Vec::new();
     for b in &mut built {
         let mut p = Placed {
@@ -959,7 +940,7 @@ fn install_all(mut built: Vec<Built>, when: &str) -> Result<Outcome> {
             notes,
         });
     }
-    Ok(Outcome::Installed { installed, failed })
+    Ok((installed, failed))
 }
 
 /// Compares one restored file with the live one (its prefix).

@@ -58,28 +58,34 @@ pub struct RestoreState {
     pub chain: Vec<String>,
 }
 
+/// What says a file is unchanged: size, mtime, ctime (ns), device, inode.
+type StatKey = (u64, i128, i128, u64, u64);
+
+fn stat_key(meta: &std::fs::Metadata) -> StatKey {
+    (
+        meta.len(),
+        meta.mtime() as i128 * 1_000_000_000 + meta.mtime_nsec() as i128,
+        meta.ctime() as i128 * 1_000_000_000 + meta.ctime_nsec() as i128,
+        meta.dev(),
+        meta.ino(),
+    )
+}
+
 impl RestoreState {
     fn of(meta: &std::fs::Metadata, chain: &Chain) -> RestoreState {
+        let (size, mtime_ns, ctime_ns, dev, ino) = stat_key(meta);
         RestoreState {
-            size: meta.len(),
-            mtime_ns: meta.mtime() as i128 * 1_000_000_000 + meta.mtime_nsec() as i128,
-            ctime_ns: meta.ctime() as i128 * 1_000_000_000 + meta.ctime_nsec() as i128,
-            dev: meta.dev(),
-            ino: meta.ino(),
+            size,
+            mtime_ns,
+            ctime_ns,
+            dev,
+            ino,
             chain: chain.names(),
         }
     }
 
     fn same_file(&self, meta: &std::fs::Metadata) -> bool {
-        let now = RestoreState::of(
-            meta,
-            &Chain {
-                dat: PathBuf::new(),
-                links: Vec::new(),
-            },
-        );
-        (self.size, self.mtime_ns, self.ctime_ns, self.dev, self.ino)
-            == (now.size, now.mtime_ns, now.ctime_ns, now.dev, now.ino)
+        (self.size, self.mtime_ns, self.ctime_ns, self.dev, self.ino) == stat_key(meta)
     }
 }
 

@@ -660,15 +660,17 @@ class Restore(Command):
         return p
 
 
-class Incremental(Command):
+class Incremental(Restore):
     """`restore --incremental` of a standby (template S): at every moment
     FileStorage sees the old standby or the restored database, never a mix;
-    the bytes before the standby's end are never changed."""
-
-    target = "out/var/Data.fs"
+    the bytes before the standby's end are never changed. A finished job is
+    a restore's (`Restore.done`)."""
 
     def __init__(self):
-        super().__init__("restore-incremental", "S", ["restore", "--incremental", "--output-dir", "out"])
+        super().__init__("restore-incremental",
+                         ["restore", "--incremental", "--output-dir", "out"],
+                         "out/var/Data.fs", False)
+        self.template = "S"
 
     def state(self, w, site):
         p = []
@@ -713,24 +715,6 @@ class Incremental(Command):
         if pos not in allowed:
             p.append(("nothing partial", "the index covers %d bytes, not one of %s"
                       % (pos, "/".join(str(a) for a in allowed))))
-
-    def done(self, w, site, faulted=True):
-        p = []
-        if maybe(site, self.target) != w.restored:
-            return ["%s is not the restored file" % self.target]
-        ix = sp(site, self.target + ".index")
-        if not os.path.exists(ix):
-            p.append("no Data.fs.index beside the restored file")
-        else:
-            try:
-                if index_content(ix) != w.restored_index:
-                    p.append("Data.fs.index differs from a clean restore's")
-            except Exception as e:
-                p.append("Data.fs.index cannot be loaded (%s)" % type(e).__name__)
-        last, _count = zodb_opens(sp(site, self.target))
-        if last != w.point:
-            p.append("ZODB's last TID is %d, not the point %d" % (last, w.point))
-        return p
 
 
 COMMANDS = [
