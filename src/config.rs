@@ -201,6 +201,7 @@ struct StorageFile {
     data_fs: Option<PathBuf>,
     repository: Option<PathBuf>,
     mountpoint: Option<String>,
+    blob_dir: Option<PathBuf>,
 }
 
 /// `[server]`, with defaults applied.
@@ -296,6 +297,9 @@ pub struct StorageConfig {
     pub data_fs: Option<PathBuf>,
     pub repository: Option<PathBuf>,
     pub mountpoint: Option<String>,
+    /// The storage's blob directory (the ZEO server's, never a client's
+    /// cache): backed up, restored and cut with its Data.fs.
+    pub blob_dir: Option<PathBuf>,
 }
 
 /// The whole validated configuration.
@@ -502,9 +506,11 @@ impl Config {
             }
             let data_fs = st.data_fs.map(resolve);
             let repository = st.repository.map(resolve);
-            let fields: [(&str, &Option<PathBuf>, PathOf); 2] = [
+            let blob_dir = st.blob_dir.map(resolve);
+            let fields: [(&str, &Option<PathBuf>, PathOf); 3] = [
                 ("data_fs", &data_fs, |o| &o.data_fs),
                 ("repository", &repository, |o| &o.repository),
+                ("blob_dir", &blob_dir, |o| &o.blob_dir),
             ];
             for (what, mine, theirs) in fields {
                 let Some(mine) = mine else { continue };
@@ -525,6 +531,7 @@ impl Config {
                 data_fs,
                 repository,
                 mountpoint: st.mountpoint,
+                blob_dir,
             });
         }
         Ok(Config {

@@ -14,7 +14,7 @@ use std::os::unix::fs::{OpenOptionsExt, PermissionsExt};
 use std::path::{Path, PathBuf};
 
 use super::layout::{self, read_layout, FileKind, LAYOUT_MARKER, TMP_DIR};
-use super::snapshot::{BlobRepo, Manifest};
+use super::snapshot::{BlobRepo, Entry, Manifest};
 use super::{create_dirs, sync_dir, Error, ErrorKind, Result};
 use crate::datafs::blobrecords::BlobRecord;
 use crate::fsutil;
@@ -219,67 +219,92 @@ fn build(repo: &BlobRepo, m: &Manifest, upto: Tid, temp: &Path) -> Result<(u64, 
     let (mut files, mut bytes) = (0u64, 0u64);
     let mut buf = vec![0u8; 256 * 1024];
     for e in m.upto(upto) {
-        let src = repo.pool_file(e.oid, e.tid);
         let dst = temp.join(m.layout.blob_path(e.oid, e.tid));
         create_dirs(dst.parent().unwrap_or(temp), &mut created)?;
-        let mut inp = match File::open(&src) {
-            Ok(f) => f,
-            Err(err) if err.kind() == io::ErrorKind::NotFound => {
-                return Err(Error::new(
-                    &src,
-                    ErrorKind::PoolDamaged {
-                        oid: e.oid,
-                        tid: e.tid,
-                        what: "missing from the pool".into(),
-                    },
-                ))
-            }
-            Err(err) => return Err(Error::io(&src, err)),
-        };
-        let mut out = OpenOptions::new()
-            .write(true)
-            .create_new(true)
-            .mode(0o600)
-            .open(&dst)
-            .map_err(|err| Error::io(&dst, err))?;
-        let mut h = crc32fast::Hasher::new();
-        let mut n = 0u64;
-        loop {
-            let k = match inp.read(&mut buf) {
-                Ok(0) => break,
-                Ok(k) => k,
-                Err(err) if err.kind() == io::ErrorKind::Interrupted => continue,
-                Err(err) => return Err(Error::io(&src, err)),
-            };
-            h.update(&buf[..k]);
-            out.write_all(&buf[..k])
-                .map_err(|err| Error::io(&dst, err))?;
-            n += k as u64;
-        }
-        let crc = h.finalize();
-        if n != e.size || crc != e.crc32 {
-            return Err(Error::new(
-                &src,
-                ErrorKind::PoolDamaged {
-                    oid: e.oid,
-                    tid: e.tid,
-                    what: format!(
-                        "{n} bytes with crc32 {crc:08x}, the manifest says {} bytes with {:08x}",
-                        e.size, e.crc32
-                    ),
-                },
-            ));
-        }
-        // ZODB's blob files are read-only (set_not_writable).
-        out.set_permissions(std::fs::Permissions::from_mode(0o444))
-            .map_err(|err| Error::io(&dst, err))?;
+        bytes += copy_entry(repo, e, &dst, &mut buf)?;
         files += 1;
-        bytes += n;
     }
     // One syncfs for the whole tree (data, inodes, directories) instead of
     // one fsync per file and directory.
     super::snapshot::syncfs(temp)?;
     Ok((files, bytes))
+}
+
+/// Copies the pool file of `e` to the new file `dst` (never over an
+/// existing one), checking its size and crc32, read-only like ZODB's.
+/// Not synced: the caller syncs the tree once.
+fn copy_entry(repo: &BlobRepo, e: &Entry, dst: &Path, buf: &mut [u8]) -> Result<u64> {
+    let src = repo.pool_file(e.oid, e.tid);
+    let mut inp = match File::open(&src) {
+        Ok(f) => f,
+        Err(err) if err.kind() == io::ErrorKind::NotFound => {
+            return Err(Error::new(
+                &src,
+                ErrorKind::PoolDamaged {
+                    oid: e.oid,
+                    tid: e.tid,
+                    what: "missing from the pool".into(),
+                },
+            ))
+        }
+        Err(err) => return Err(Error::io(&src, err)),
+    };
+    let mut out = OpenOptions::new()
+        .write(true)
+        .create_new(true)
+        .mode(0o600)
+        .open(dst)
+        .map_err(|err| Error::io(dst, err))?;
+    let mut h = crc32fast::Hasher::new();
+    let mut n = 0u64;
+    loop {
+        let k = match inp.read(buf) {
+            Ok(0) => break,
+            Ok(k) => k,
+            Err(err) if err.kind() == io::ErrorKind::Interrupted => continue,
+            Err(err) => return Err(Error::io(&src, err)),
+        };
+        h.update(&buf[..k]);
+        out.write_all(&buf[..k])
+            .map_err(|err| Error::io(dst, err))?;
+        n += k as u64;
+    }
+    let crc = h.finalize();
+    if n != e.size || crc != e.crc32 {
+        return Err(Error::new(
+            &src,
+            ErrorKind::PoolDamaged {
+                oid: e.oid,
+                tid: e.tid,
+                what: format!(
+                    "{n} bytes with crc32 {crc:08x}, the manifest says {} bytes with {:08x}",
+                    e.size, e.crc32
+                ),
+            },
+        ));
+    }
+    // ZODB's blob files are read-only (set_not_writable).
+    out.set_permissions(std::fs::Permissions::from_mode(0o444))
+        .map_err(|err| Error::io(dst, err))?;
+    Ok(n)
+}
+
+/// Adds the file of `e` to a live blob directory at `dst`: written under a
+/// temporary name ZODB ignores (`*.tmp-`), then renamed. Not synced: the
+/// caller syncs the tree once. Returns its size.
+pub fn install_file(repo: &BlobRepo, e: &Entry, dst: &Path) -> Result<u64> {
+    let tmp = fsutil::sibling(dst, &format!(".tmp-restore-{}", std::process::id()));
+    let _ = std::fs::remove_file(&tmp);
+    let mut buf = vec![0u8; 256 * 1024];
+    let r = copy_entry(repo, e, &tmp, &mut buf).and_then(|n| {
+        std::fs::rename(&tmp, dst)
+            .map(|()| n)
+            .map_err(|err| Error::io(dst, err))
+    });
+    if r.is_err() {
+        let _ = std::fs::remove_file(&tmp);
+    }
+    r
 }
 
 /// Something wrong found by [`verify`].

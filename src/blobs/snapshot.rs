@@ -544,7 +544,7 @@ impl Drop for Pending {
 
 /// syncfs(2) of the filesystem holding `dir`: every file and directory
 /// written there is durable once it returns.
-pub(crate) fn syncfs(dir: &Path) -> Result<()> {
+pub fn syncfs(dir: &Path) -> Result<()> {
     use std::os::unix::io::AsRawFd;
     let d = File::open(dir).map_err(|e| Error::io(dir, e))?;
     // SAFETY: fd valid for the life of `d`.

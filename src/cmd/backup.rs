@@ -126,6 +126,15 @@ fn render(r: &BackupReport) -> String {
                 removed,
                 older_than,
             } => format!("removed {removed} status file cop(ies) older than {older_than}\n"),
+            Pruned::Blobs {
+                storage,
+                runs,
+                files,
+                bytes,
+            } => format!(
+                "storage {storage}: removed {runs} blob run(s) of those backups and {files} blob \
+                 file(s) ({bytes} bytes) no kept run names\n"
+            ),
         });
     }
     if !r.backed_up.is_empty() {
@@ -167,6 +176,26 @@ fn summary(d: &StorageBackup) -> String {
     }
     if let Some(r) = &d.reason {
         s.push_str(&format!("  full because: {r}\n"));
+    }
+    if let Some(b) = &d.blobs {
+        s.push_str(&format!(
+            "  blobs: {} file(s), {} bytes; {} new ({} bytes{}), {} carried from the previous run{}\n",
+            b.files,
+            b.bytes,
+            b.copied,
+            b.copied_bytes,
+            if b.from_old > 0 {
+                format!(", {} of them from the .old directory a pack left", b.from_old)
+            } else {
+                String::new()
+            },
+            b.carried,
+            if b.already_pooled > 0 {
+                format!(", {} already in the repository", b.already_pooled)
+            } else {
+                String::new()
+            }
+        ));
     }
     for n in &d.notes {
         s.push_str(&format!("  note: {n}\n"));

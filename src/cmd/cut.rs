@@ -51,6 +51,11 @@ pub struct CutArgs {
     /// (`tidstorage tags FILE --since TID --format json` there); repeatable.
     #[arg(long = "tags", value_name = "FILE", conflicts_with_all = ["file", "at_point"])]
     pub tags: Vec<PathBuf>,
+    /// With FILE: its blob directory, cut at the same TID (files above it
+    /// move to <DIR>.tail-<tid hex>/, tmp/ is emptied). Without it the
+    /// one-file form leaves blob files alone.
+    #[arg(long, value_name = "DIR", requires = "file")]
+    pub blob_dir: Option<PathBuf>,
     /// Cut only this configured storage (repeatable).
     #[arg(long = "storage", value_name = "ID", conflicts_with = "file")]
     pub storages: Vec<String>,
@@ -94,7 +99,13 @@ pub fn run(a: CutArgs, g: &Context) -> Result<()> {
         // `requires` guarantees the TID is present with FILE.
         let text = a.tid.as_deref().unwrap_or_default();
         let tid: Tid = text.parse().map_err(|e| CliError::usage(format!("{e}")))?;
-        vec![cut::plan_file(file, tid, &o)?]
+        if a.blob_dir.is_none() {
+            log::info!(
+                "no --blob-dir: blob files are left alone (give the storage's blob directory \
+                 to cut it at the same TID)"
+            );
+        }
+        vec![cut::plan_file(file, a.blob_dir.as_deref(), tid, &o)?]
     } else {
         let c = g.load_config()?;
         let source = match &a.server {
@@ -128,14 +139,33 @@ pub fn run(a: CutArgs, g: &Context) -> Result<()> {
                 tail.display()
             );
         }
-        done.push_str(&format!("{}: {}\n", o.data_fs.display(), o.index));
+        if let Some(i) = &o.index {
+            done.push_str(&format!("{}: {i}\n", o.data_fs.display()));
+        }
+        if let Some(b) = &o.blobs {
+            done.push_str(&format!(
+                "{}: blob directory cut: {} file(s) ({} bytes) above the TID {}, {} temporary \
+                 file(s) deleted\n",
+                o.data_fs.display(),
+                b.moved,
+                b.moved_bytes,
+                match &b.tail_dir {
+                    Some(t) => format!("moved to {}", t.display()),
+                    None => "deleted".into(),
+                },
+                b.deleted
+            ));
+        }
     }
     for e in &report.failed {
         log::error!("{e}");
     }
     if report.failed.is_empty() {
         if a.format == Format::Text {
-            let n = plans.iter().filter(|p| p.cuts()).count();
+            let n = plans
+                .iter()
+                .filter(|p| p.cuts() || p.blobs.as_ref().is_some_and(|b| !b.is_empty()))
+                .count();
             emit(&format!("{done}cut {n} of {} file(s)\n", plans.len()))?;
         }
         Ok(())
@@ -190,6 +220,16 @@ fn render(p: &Plan, a: &CutArgs) -> String {
                 "notes": p.notes,
                 "dry_run": a.dry_run,
                 "point_tid": p.point_tid.map(|t| t.0),
+                "blobs": p.blobs.as_ref().map(|b| serde_json::json!({
+                    "blob_dir": b.blob_dir.display().to_string(),
+                    "layout": b.layout.name(),
+                    "tail_dir": b.tail_dir.display().to_string(),
+                    "files_above": b.blob_files(),
+                    "moves": b.moves.len(),
+                    "bytes_above": b.move_bytes(),
+                    "tmp_files": b.tmp_files.len(),
+                    "tmp_bytes": b.tmp_bytes(),
+                })),
                 "exact": p.exact.as_ref().map(|x| serde_json::json!({
                     "floor": {
                         "kind": x.floor.kind.as_str(),
@@ -254,6 +294,29 @@ fn render(p: &Plan, a: &CutArgs) -> String {
                 }
             }
             s.push_str(&format!("  index          {}\n", index_text(p)));
+            match &p.blobs {
+                Some(b) if b.is_empty() => s.push_str(&format!(
+                    "  blobs          {}: nothing above the TID, tmp/ empty\n",
+                    b.blob_dir.display()
+                )),
+                Some(b) => {
+                    let temps = b.moves.len() - b.blob_files();
+                    s.push_str(&format!(
+                        "  blobs          {}: {} file(s) above the TID ({} bytes){} to {}; {} file(s) in tmp/ ({} bytes) to delete\n",
+                        b.blob_dir.display(),
+                        b.blob_files(),
+                        b.move_bytes(),
+                        if temps > 0 { format!(" and {temps} uncommitted temporar(ies)") } else { String::new() },
+                        if a.discard_tail { "delete".to_string() } else { format!("move to {}", b.tail_dir.display()) },
+                        b.tmp_files.len(),
+                        b.tmp_bytes()
+                    ))
+                }
+                None if p.storage.is_none() => {
+                    s.push_str("  blobs          left alone (no --blob-dir)\n")
+                }
+                None => {}
+            }
             for n in &p.notes {
                 s.push_str(&format!("  note: {n}\n"));
             }

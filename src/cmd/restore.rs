@@ -169,6 +169,25 @@ fn installed_text(i: &Installed) -> String {
             old.display()
         ));
     }
+    if let Some(b) = &i.blobs {
+        let how = match (b.added, b.present) {
+            (Some(n), _) => format!("{n} new file(s) added"),
+            (None, true) => "already in place".to_string(),
+            (None, false) => "rebuilt".to_string(),
+        };
+        s.push_str(&format!(
+            "  blobs: {} ({how}): {} file(s), {} bytes, at the same TID\n",
+            b.target.display(),
+            b.files,
+            b.bytes
+        ));
+        if let Some(old) = &b.kept {
+            s.push_str(&format!(
+                "  the replaced blob directory is kept as {}\n",
+                old.display()
+            ));
+        }
+    }
     for n in &i.notes {
         s.push_str(&format!("  note: {n}\n"));
     }
@@ -193,6 +212,66 @@ fn check(compared: &[Compared]) -> Result<()> {
             Err(e) => {
                 differ += 1;
                 out.push_str(&format!("storage {}: cannot compare: {e}\n", c.storage))
+            }
+        }
+        match &c.blobs {
+            None => {}
+            Some((dir, Ok(r))) if r.same() => out.push_str(&format!(
+                "storage {}: ok, the blob directory {} holds exactly the run's files at that TID\n",
+                c.storage,
+                dir.display()
+            )),
+            Some((dir, Ok(r))) => {
+                differ += 1;
+                out.push_str(&format!(
+                    "storage {}: blob directory {} DIFFERS:",
+                    c.storage,
+                    dir.display()
+                ));
+                if let Some((run, live)) = r.layout_differs {
+                    out.push_str(&format!(
+                        " layout {} (the run's is {})",
+                        live.name(),
+                        run.name()
+                    ));
+                }
+                let some = |v: &[String]| {
+                    let mut t = v.iter().take(3).cloned().collect::<Vec<_>>().join(", ");
+                    if v.len() > 3 {
+                        t.push_str(&format!(" and {} more", v.len() - 3));
+                    }
+                    t
+                };
+                if !r.missing.is_empty() {
+                    let v: Vec<String> = r
+                        .missing
+                        .iter()
+                        .map(|(o, t)| format!("oid 0x{o:016x} tid {}", t.hex()))
+                        .collect();
+                    out.push_str(&format!(" {} missing ({})", v.len(), some(&v)));
+                }
+                if !r.extra.is_empty() {
+                    let v: Vec<String> =
+                        r.extra.iter().map(|p| p.display().to_string()).collect();
+                    out.push_str(&format!(" {} extra ({})", v.len(), some(&v)));
+                }
+                if !r.differ.is_empty() {
+                    let v: Vec<String> = r
+                        .differ
+                        .iter()
+                        .map(|(o, t, why)| format!("oid 0x{o:016x} tid {}: {why}", t.hex()))
+                        .collect();
+                    out.push_str(&format!(" {} differ ({})", v.len(), some(&v)));
+                }
+                out.push('\n');
+            }
+            Some((dir, Err(e))) => {
+                differ += 1;
+                out.push_str(&format!(
+                    "storage {}: cannot compare the blob directory {}: {e}\n",
+                    c.storage,
+                    dir.display()
+                ))
             }
         }
     }
@@ -236,6 +315,30 @@ fn verify(results: &[restore::Verified], quick: bool) -> Result<()> {
         for e in &v.manifests {
             out.push_str(&format!("storage {}: {e}\n", v.storage));
         }
+        match &v.blobs {
+            None => {}
+            Some(Ok((run, r))) if r.ok() => out.push_str(&format!(
+                "storage {}: ok, blob run {run}: {} file(s), {} bytes, one per blob record ({})\n",
+                v.storage,
+                r.checked,
+                r.bytes,
+                if quick { "sizes" } else { "sizes and crc32" }
+            )),
+            Some(Ok((run, r))) => {
+                out.push_str(&format!(
+                    "storage {}: blob run {run}: {} problem(s):\n",
+                    v.storage,
+                    r.problems.len()
+                ));
+                for p in r.problems.iter().take(20) {
+                    out.push_str(&format!("  {}\n", blob_problem(p)));
+                }
+                if r.problems.len() > 20 {
+                    out.push_str(&format!("  and {} more\n", r.problems.len() - 20));
+                }
+            }
+            Some(Err(e)) => out.push_str(&format!("storage {}: blobs: {e}\n", v.storage)),
+        }
     }
     emit(&out)?;
     if bad == 0 {
@@ -244,5 +347,26 @@ fn verify(results: &[restore::Verified], quick: bool) -> Result<()> {
         Err(CliError::no(format!(
             "{bad} repository problem(s) found (see above)"
         )))
+    }
+}
+
+fn blob_problem(p: &crate::blobs::restore::Problem) -> String {
+    use crate::blobs::restore::Problem;
+    match p {
+        Problem::NotInRun { oid, tid } => format!(
+            "oid 0x{oid:016x} tid {}: a blob record of the Data.fs whose file the run does not hold",
+            tid.hex()
+        ),
+        Problem::NotARecord { oid, tid } => format!(
+            "oid 0x{oid:016x} tid {}: in the run, but no blob record of the Data.fs names it",
+            tid.hex()
+        ),
+        Problem::PoolMissing { oid, tid } => format!(
+            "oid 0x{oid:016x} tid {}: its file is missing from the repository's pool",
+            tid.hex()
+        ),
+        Problem::PoolDiffers { oid, tid, what } => {
+            format!("oid 0x{oid:016x} tid {}: its pool file has {what}", tid.hex())
+        }
     }
 }

@@ -19,8 +19,10 @@ use std::collections::BTreeMap;
 use std::path::{Path, PathBuf};
 use std::time::{Duration, Instant};
 
+use super::blobs::{self as blob_step, BackupFailure};
 use super::job::StorageJob;
 use super::{Error, ErrorKind, Result};
+use crate::blobs::SnapshotReport;
 use crate::bootstrap::{Triggers, EXIT_GRACE};
 use crate::client::{server_address, DaemonClient};
 use crate::config::Config;
@@ -79,6 +81,8 @@ pub struct StorageBackup {
     /// Why a full backup was taken when an incremental was possible.
     pub reason: Option<String>,
     pub notes: Vec<String>,
+    /// The blob run written with it (None: no blob_dir, or nothing new).
+    pub blobs: Option<SnapshotReport>,
     pub secs: f64,
 }
 
@@ -89,6 +93,13 @@ pub enum Pruned {
         storage: String,
         removed: usize,
         keep_full: u32,
+    },
+    /// Blob runs (and pool files only they named) of removed backups.
+    Blobs {
+        storage: String,
+        runs: u64,
+        files: u64,
+        bytes: u64,
     },
     StatusCopies {
         removed: usize,
@@ -130,6 +141,18 @@ struct Job<'a> {
     /// Data files no `.dat` listed, set aside before this run.
     set_aside: Vec<PathBuf>,
 }
+
+/// A storage's Data.fs was backed up but the blob files it names were not
+/// all found, and the Data.fs was replaced meanwhile (a pack).
+struct Packed {
+    missing: crate::blobs::Error,
+    /// The Data.fs backup file written before (it has no blob run).
+    file: Option<String>,
+}
+
+/// How long a backup redone after a pack waits for the daemon's point to
+/// pass the pack.
+const PACK_WAIT: Duration = Duration::from_secs(30);
 
 /// A storage backed up, before the run was named.
 struct Done {
@@ -260,7 +283,11 @@ pub fn run(c: &Config, o: &BackupOptions) -> Result<BackupReport> {
         };
         let floor = j.floor.max(timestamp_floor.map(|s| Stamp(s.0 - 1)));
         let limit = max_lag.zip(tid).map(|(l, t)| (l, t, addr.as_str()));
-        match backup_one(&j, df, tid, beyond, o, gzip, floor, limit) {
+        let r = backup_one(&j, df, tid, beyond, o, gzip, floor, limit).and_then(|r| match r {
+            Ok(d) => Ok(d),
+            Err(packed) => redo_after_pack(&j, packed, o, gzip, floor, point.is_some(), &addr),
+        });
+        match r {
             Ok(d) => done.push((j, d)),
             Err(e) => failures.push(e.storage(j.job.id())),
         }
@@ -389,6 +416,13 @@ pub fn run(c: &Config, o: &BackupOptions) -> Result<BackupReport> {
                             keep_full: n,
                         });
                     }
+                    if j.job.cfg.blob_dir.is_some() && !removed.is_empty() {
+                        match prune_blobs(&j.job) {
+                            Ok(Some(p)) => pruned.push(p),
+                            Ok(None) => {}
+                            Err(e) => run_errors.push(e.storage(j.job.id()).doing("--keep-full")),
+                        }
+                    }
                 }
                 Err(e) => run_errors.push(Error::from(e).doing("--keep-full")),
             }
@@ -496,7 +530,7 @@ fn backup_one(
     gzip: bool,
     floor: Option<Stamp>,
     max_lag: Option<(Duration, Tid, &str)>,
-) -> Result<Done> {
+) -> Result<std::result::Result<Done, Packed>> {
     let t0 = Instant::now();
     let id = j.job.id();
     let data_fs = &j.job.data_fs;
@@ -581,7 +615,7 @@ fn backup_one(
     let (decision, chain) =
         repo.decide(df.file(), end, o.full, o.quick, &check_pb as &dyn Progress)?;
     check_pb.finish_and_clear();
-    let out = |kind, file: Option<PathBuf>, start, reason, notes| StorageBackup {
+    let out = |kind, file: Option<PathBuf>, start, reason, notes, blobs| StorageBackup {
         storage: id.to_string(),
         kind,
         file,
@@ -593,8 +627,10 @@ fn backup_one(
         lag,
         reason,
         notes,
+        blobs,
         secs: t0.elapsed().as_secs_f64(),
     };
+    let blob_dir = j.job.cfg.blob_dir.as_deref();
     let (start, chain_ref, kind, reason) = match &decision {
         Decision::Unchanged => {
             // A run that failed to write the chain's index left none: write it now.
@@ -610,13 +646,28 @@ fn backup_one(
                     notes.push(format!("wrote the missing index {}", p.display()));
                 }
             }
-            return Ok(Done {
-                out: out("unchanged", None, end, None, notes),
+            // The newest backup has no blob run (blob_dir configured since,
+            // or its blob backup failed): write it now.
+            let mut blobs = None;
+            if let (Some(dir), Some(last)) = (blob_dir, chain.as_ref().and_then(|c| c.links.last())) {
+                if !blob_step::has_run(&repo.dir, &last.file.name)? {
+                    let name = blob_step::run_name(&last.file.name);
+                    match blob_step::back_up(dir, &repo.dir, &df, name, end, last_tid, None) {
+                        Ok(r) => blobs = Some(r),
+                        Err(BackupFailure::Other(e)) => return Err(e),
+                        Err(BackupFailure::Missing(e)) => {
+                            return pack_or_missing(data_fs, &df, e, None)
+                        }
+                    }
+                }
+            }
+            return Ok(Ok(Done {
+                out: out("unchanged", None, end, None, notes, blobs),
                 file_name: None,
                 chain: chain.map(|c| c.names()).unwrap_or_default(),
                 stamp: None,
                 index_error: None,
-            });
+            }));
         }
         Decision::Incremental { start } => (*start, chain.as_ref(), "incremental", None),
         Decision::Full(why) => (0, None, "full", Some(why.clone())),
@@ -690,19 +741,159 @@ fn backup_one(
             None
         }
     };
-    Ok(Done {
+    // The blob files the copied prefix names, right after it (a pack
+    // removes the files of revisions it drops).
+    let blobs = match blob_dir {
+        None => None,
+        Some(dir) => {
+            let previous = chain_ref.and_then(|c| c.links.last()).map(|l| l.file.name.as_str());
+            let delta = previous.filter(|_| kind == "incremental").map(|p| (start, p));
+            let name = blob_step::run_name(&written.file.name);
+            match blob_step::back_up(dir, &repo.dir, &df, name, end, last_tid, delta) {
+                Ok(r) => Some(r),
+                Err(BackupFailure::Other(e)) => {
+                    return Err(e.advice(format!(
+                        "the Data.fs backup {} is written, but has no blob backup: run the \
+                         backup again",
+                        written.file.name
+                    )))
+                }
+                Err(BackupFailure::Missing(e)) => {
+                    return pack_or_missing(data_fs, &df, e, Some(written.file.name.clone()))
+                }
+            }
+        }
+    };
+    Ok(Ok(Done {
         out: out(
             kind,
             Some(repo.path(&written.file.name)),
             start,
             reason,
             notes,
+            blobs,
         ),
         file_name: Some(written.file.name.clone()),
         chain: written.chain,
         stamp: Some(stamp),
         index_error,
-    })
+    }))
+}
+
+/// Blob files missing for a Data.fs backup: a pack (the Data.fs path no
+/// longer names the file that was copied) is redone by the caller; files
+/// missing from an unpacked source fail the storage.
+fn pack_or_missing(
+    data_fs: &Path,
+    df: &DataFs,
+    missing: crate::blobs::Error,
+    file: Option<String>,
+) -> Result<std::result::Result<Done, Packed>> {
+    use std::os::unix::fs::MetadataExt;
+    let copied = df
+        .file()
+        .metadata()
+        .map_err(|e| Error::io(data_fs, e).doing("cannot stat"))?;
+    let packed = match std::fs::metadata(data_fs) {
+        Ok(now) => (now.dev(), now.ino()) != (copied.dev(), copied.ino()),
+        Err(e) => return Err(Error::io(data_fs, e).doing("cannot stat")),
+    };
+    if packed {
+        return Ok(Err(Packed { missing, file }));
+    }
+    let mut e = Error::from(missing).doing(
+        "the blob directory lacks files the Data.fs names (in the source too, not a pack)",
+    );
+    if let Some(f) = file {
+        e = e.advice(format!(
+            "the Data.fs backup {f} is written but has no blob backup, and this storage is not \
+             backed up; restore those blob files (from an older backup: `tidstorage restore \
+             --output-dir`), then run the backup again"
+        ));
+    }
+    Err(e)
+}
+
+/// After a pack during the backup: a full backup of the packed file at a
+/// point above the pack (with a daemon, waiting up to [`PACK_WAIT`] for
+/// its point to pass it). Files still missing are missing in the source.
+fn redo_after_pack(
+    j: &Job,
+    first: Packed,
+    o: &BackupOptions,
+    gzip: bool,
+    floor: Option<Stamp>,
+    with_daemon: bool,
+    addr: &str,
+) -> Result<Done> {
+    let id = j.job.id();
+    let data_fs = &j.job.data_fs;
+    log::warn!(
+        "storage {id}: the Data.fs was packed during the backup ({}); backing up the packed \
+         file in full",
+        first.missing
+    );
+    let end = Instant::now() + PACK_WAIT;
+    let (df, tid) = loop {
+        let df = DataFs::open(data_fs)
+            .map_err(|e| Error::from(e).doing("cannot read the packed Data.fs"))?;
+        if !with_daemon {
+            break (df, None);
+        }
+        let t = DaemonClient::connect(addr)
+            .and_then(|mut c| c.dump())
+            .map_err(Error::from)?
+            .into_iter()
+            .find(|(k, _)| k == id)
+            .map(|(_, t)| t)
+            .ok_or_else(|| Error::refused("the daemon no longer has a coherent TID for it"))?;
+        let cc = df.coherent_cut(t)?;
+        match cc.below_pack_refusal(data_fs.as_ref(), t) {
+            None => break (df, Some(t)),
+            Some(why) if Instant::now() + POLL > end => {
+                return Err(Error::refused(format!(
+                    "packed during the backup, and the daemon's point stayed below the pack \
+                     for {}: {why}",
+                    humantime::format_duration(PACK_WAIT)
+                ))
+                .advice("run the backup again once the site has committed after the pack"))
+            }
+            Some(_) => std::thread::sleep(POLL),
+        }
+    };
+    let full = BackupOptions {
+        full: true,
+        ..o.clone()
+    };
+    match backup_one(j, df, tid, 0, &full, gzip, floor, None)? {
+        Ok(mut d) => {
+            d.out.reason = Some("the Data.fs was packed during the backup".into());
+            if let Some(f) = first.file {
+                d.out.notes.push(format!(
+                    "{f} was copied before the pack and has no blob backup: restore this run \
+                     (or a later one), not --date {}",
+                    blob_step::run_name(&f)
+                ));
+            }
+            Ok(d)
+        }
+        Err(again) => Err(Error::from(again.missing).doing(
+            "packed during the backup; the full backup of the packed file lacks blob files too \
+             (missing in the source, or packed again: run the backup again)",
+        )),
+    }
+}
+
+/// `--keep-full` for the blob runs: the runs of backup files gone go.
+fn prune_blobs(job: &StorageJob) -> Result<Option<Pruned>> {
+    let kept: Vec<String> = job.repo.list()?.into_iter().map(|f| f.name).collect();
+    let r = blob_step::prune(&job.repo.dir, &kept)?;
+    Ok((r.manifests > 0 || r.files > 0).then(|| Pruned::Blobs {
+        storage: job.id().to_string(),
+        runs: r.manifests,
+        files: r.files,
+        bytes: r.bytes,
+    }))
 }
 
 /// The exact cut over the live files, above the daemon's point: every

@@ -96,6 +96,9 @@ pub struct Plan {
     pub exact: Option<ExactStorage>,
     /// The point's TID for this storage (the floor), when there is one.
     pub point_tid: Option<Tid>,
+    /// Its blob directory's cut at the same TID (None: no blob directory
+    /// configured or given).
+    pub blobs: Option<crate::blobs::CutPlan>,
 }
 
 impl Plan {
@@ -129,8 +132,8 @@ impl Plan {
 /// Plans the cut of one file after `tid` (`tidstorage cut FILE TID`). A
 /// TID after the file's last transaction is no loss here (the operator
 /// chose it): the plan only says nothing is cut.
-pub fn plan_file(data_fs: &Path, tid: Tid, o: &CutOptions) -> Result<Plan> {
-    plan_one(None, data_fs, tid, o)
+pub fn plan_file(data_fs: &Path, blob_dir: Option<&Path>, tid: Tid, o: &CutOptions) -> Result<Plan> {
+    plan_one(None, data_fs, blob_dir, tid, o)
 }
 
 /// Plans the cut of the selected configured storages at the point of
@@ -219,7 +222,7 @@ pub fn plan_configured(
             }
             None => (point_tid.expect("checked above"), None),
         };
-        match plan_one(Some(&s.id), data_fs, tid, o) {
+        match plan_one(Some(&s.id), data_fs, s.blob_dir.as_deref(), tid, o) {
             Ok(mut p) => {
                 p.exact = account;
                 p.point_tid = point_tid;
@@ -283,7 +286,13 @@ fn exact_plan(c: &Config, point: &Point, x: &ExactOptions) -> Result<crate::exac
     exact_cut(&inputs).map_err(|e| Error::new(ErrorKind::ExactCut(e)))
 }
 
-fn plan_one(storage: Option<&str>, data_fs: &Path, tid: Tid, o: &CutOptions) -> Result<Plan> {
+fn plan_one(
+    storage: Option<&str>,
+    data_fs: &Path,
+    blob_dir: Option<&Path>,
+    tid: Tid,
+    o: &CutOptions,
+) -> Result<Plan> {
     let data_fs =
         &fsutil::resolve(data_fs).map_err(|e| Error::io(data_fs, e).doing("cannot resolve"))?;
     if !fsutil::exists(data_fs).map_err(|e| Error::io(data_fs, e).doing("cannot look for"))? {
@@ -360,6 +369,12 @@ fn plan_one(storage: Option<&str>, data_fs: &Path, tid: Tid, o: &CutOptions) -> 
         None
     };
     let index_method = index::plan_method(index_existing, cut.position, df.size());
+    let blobs = match blob_dir {
+        None => None,
+        Some(dir) => Some(crate::blobs::plan_cut(dir, tid).map_err(|e| {
+            Error::from(e).doing("cannot plan the cut of the blob directory")
+        })?),
+    };
     Ok(Plan {
         storage: storage.map(str::to_string),
         data_fs: data_fs.to_path_buf(),
@@ -372,6 +387,7 @@ fn plan_one(storage: Option<&str>, data_fs: &Path, tid: Tid, o: &CutOptions) -> 
         index_existing,
         exact: None,
         point_tid: None,
+        blobs,
     })
 }
 
@@ -381,8 +397,11 @@ pub struct Outcome {
     pub data_fs: PathBuf,
     /// Where the removed bytes are kept (None with `discard_tail`).
     pub tail: Option<PathBuf>,
-    /// One line about the index, for the summary.
-    pub index: String,
+    /// One line about the index, for the summary (None: the Data.fs was
+    /// already cut and indexed).
+    pub index: Option<String>,
+    /// What the cut of its blob directory did.
+    pub blobs: Option<crate::blobs::CutReport>,
 }
 
 /// What [`execute`] did to every planned file.
@@ -394,15 +413,44 @@ pub struct CutReport {
     pub failed: Vec<Error>,
 }
 
-/// Cuts every planned file; a failure on one file does not stop the others.
+/// Cuts every planned file, then its blob directory; a failure on one
+/// file does not stop the others.
 pub fn execute(plans: &[Plan], discard_tail: bool, quiet: bool) -> CutReport {
     let mut r = CutReport::default();
     for p in plans {
-        match execute_one(p, discard_tail, quiet) {
-            Ok(Some(o)) => r.cut.push(o),
-            Ok(None) => {}
-            Err(e) => r.failed.push(e),
+        let mut outcome = match execute_one(p, discard_tail, quiet) {
+            Ok(o) => o,
+            Err(e) => {
+                r.failed.push(e);
+                continue;
+            }
+        };
+        if let Some(bp) = p.blobs.as_ref().filter(|b| !b.is_empty()) {
+            match crate::blobs::execute_cut(bp, discard_tail) {
+                Ok(b) => {
+                    outcome
+                        .get_or_insert_with(|| Outcome {
+                            data_fs: p.data_fs.clone(),
+                            tail: None,
+                            index: None,
+                            blobs: None,
+                        })
+                        .blobs = Some(b)
+                }
+                Err(e) => {
+                    r.failed.push(
+                        Error::from(e)
+                            .doing(format!(
+                                "{} is cut, but its blob directory is not",
+                                p.data_fs.display()
+                            ))
+                            .advice("fix the cause and run the same cut again"),
+                    );
+                    continue;
+                }
+            }
         }
+        r.cut.extend(outcome);
     }
     r
 }
@@ -481,10 +529,11 @@ fn execute_one(p: &Plan, discard_tail: bool, quiet: bool) -> Result<Option<Outco
         return Ok(Some(Outcome {
             data_fs: path.clone(),
             tail: None,
-            index: format!(
+            index: Some(format!(
                 "already cut; index written ({how}, {} oids): the earlier cut had not written it",
                 ix.len()
-            ),
+            )),
+            blobs: None,
         }));
     }
     let fresh = fresh_index(p, quiet);
@@ -553,7 +602,8 @@ fn execute_one(p: &Plan, discard_tail: bool, quiet: bool) -> Result<Option<Outco
     Ok(Some(Outcome {
         data_fs: path.clone(),
         tail: tail_path,
-        index: index_line,
+        index: Some(index_line),
+        blobs: None,
     }))
 }
 

@@ -8,7 +8,8 @@ use std::path::PathBuf;
 
 use crate::error::{CliError, ExitKind};
 use crate::fsutil::LockError;
-use crate::{datafs, repozo, statuslog};
+use crate::datafs::blobrecords::BlobRecordError;
+use crate::{blobs, datafs, repozo, statuslog};
 
 /// A failure of one storage (or of the whole run when `storage` is None).
 #[derive(Debug)]
@@ -44,6 +45,10 @@ pub enum ErrorKind {
     Storages(Vec<Error>),
     /// The exact cut cannot be computed from these inputs.
     ExactCut(crate::exactcut::PlanError),
+    /// A blob directory or the blob part of a repository.
+    Blobs(blobs::Error),
+    /// The blob records of a Data.fs could not be read.
+    BlobRecords(BlobRecordError),
 }
 
 impl Error {
@@ -93,6 +98,8 @@ impl Error {
             ErrorKind::DataFs(e) => e.is_damage(),
             ErrorKind::Repository(e) => e.is_damage(),
             ErrorKind::StatusFile(e) => !matches!(e.kind, statuslog::ErrorKind::Io(_)),
+            ErrorKind::Blobs(e) => e.is_damage(),
+            ErrorKind::BlobRecords(e) => e.is_damage(),
             _ => false,
         }
     }
@@ -125,6 +132,8 @@ impl fmt::Display for ErrorKind {
             ErrorKind::Daemon(e) => e.fmt(f),
             ErrorKind::Io { path, error } => write!(f, "{}: {error}", path.display()),
             ErrorKind::ExactCut(e) => e.fmt(f),
+            ErrorKind::Blobs(e) => e.fmt(f),
+            ErrorKind::BlobRecords(e) => e.fmt(f),
             ErrorKind::Storages(errors) => {
                 for e in errors {
                     match &e.storage {
@@ -167,6 +176,7 @@ impl std::error::Error for Error {
             ErrorKind::StatusFile(e) => Some(e),
             ErrorKind::Lock(e) => Some(e),
             ErrorKind::Io { error, .. } => Some(error),
+            ErrorKind::Blobs(e) => Some(e),
             _ => None,
         }
     }
@@ -187,6 +197,18 @@ impl From<repozo::Error> for Error {
 impl From<statuslog::Error> for Error {
     fn from(e: statuslog::Error) -> Error {
         Error::new(ErrorKind::StatusFile(e))
+    }
+}
+
+impl From<blobs::Error> for Error {
+    fn from(e: blobs::Error) -> Error {
+        Error::new(ErrorKind::Blobs(e))
+    }
+}
+
+impl From<BlobRecordError> for Error {
+    fn from(e: BlobRecordError) -> Error {
+        Error::new(ErrorKind::BlobRecords(e))
     }
 }
 

@@ -22,6 +22,7 @@
 //! file other than through `fsutil` and `repozo`.
 
 pub mod backup;
+pub mod blobs;
 pub mod cut;
 mod error;
 pub mod job;

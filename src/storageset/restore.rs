@@ -20,6 +20,7 @@
 use std::io::Read;
 use std::path::{Component, Path, PathBuf};
 
+use super::blobs::{self as blob_step, Planned};
 use super::job::StorageJob;
 use super::{point, standby, Error, ErrorKind, Result};
 use crate::config::{Config, StorageConfig};
@@ -77,7 +78,24 @@ pub struct Installed {
     pub kept: Option<PathBuf>,
     /// With `incremental`: what was appended, or why it was restored in full.
     pub how: How,
+    /// Its blob directory, restored at the same TID.
+    pub blobs: Option<BlobsInstalled>,
     pub notes: Vec<String>,
+}
+
+/// A storage's blob directory put in place with its Data.fs.
+#[derive(Debug)]
+pub struct BlobsInstalled {
+    pub target: PathBuf,
+    /// Files and bytes the directory holds at the restore's TID.
+    pub files: u64,
+    pub bytes: u64,
+    /// Files an incremental restore added (None: built whole, or present).
+    pub added: Option<u64>,
+    /// It already held this result (a rerun after a failed last step).
+    pub present: bool,
+    /// Where the replaced directory is kept.
+    pub kept: Option<PathBuf>,
 }
 
 /// How a storage was restored.
@@ -117,12 +135,16 @@ pub struct Compared {
     pub size: u64,
     /// Ok(None): equal; Ok(Some(why)): differs; Err: could not compare.
     pub verdict: std::result::Result<Option<String>, Error>,
+    /// The live blob directory against the run's, at the same TID.
+    pub blobs: Option<BlobVerdict>,
 }
 
 /// One storage on its way back.
 struct Job<'a> {
     job: StorageJob<'a>,
     target: PathBuf,
+    /// Where its blob directory goes (the live one with `check`).
+    blob_target: Option<PathBuf>,
     tid: Option<Tid>,
     /// The manifest's expectation: (its chain, its cut position).
     expect: Option<(Vec<String>, u64)>,
@@ -148,6 +170,12 @@ struct Built<'a> {
     removed: u64,
     last_tid: Option<Tid>,
     index: Option<FsIndex>,
+    /// The blob directory, built beside its target (with its run, for
+    /// `check`).
+    blobs: Option<(PathBuf, Planned)>,
+    blob_run: Option<crate::blobs::Manifest>,
+    /// What placing the blob directory did.
+    blobs_report: Option<BlobsInstalled>,
     notes: Vec<String>,
 }
 
@@ -213,7 +241,8 @@ pub fn run(c: &Config, o: &RestoreOptions) -> Result<Outcome> {
 
     // Incremental: extend the outputs that are a prefix of their chain
     // (hidden until every storage is ready), restore the others in full.
-    let mut appended: Vec<(standby::Appended, How, Chain, Job)> = Vec::new();
+    let mut appended: Vec<(standby::Appended, How, Chain, Job, Option<StandbyBlobs>)> =
+        Vec::new();
     let mut full_because: std::collections::HashMap<String, String> = Default::default();
     if o.incremental {
         let mut rest = Vec::new();
@@ -234,14 +263,22 @@ pub fn run(c: &Config, o: &RestoreOptions) -> Result<Outcome> {
                 )) => {
                     let pb = progress::bar(chain.end() - from, format!("{id} append"), o.quiet);
                     match standby::append(&j.target, &j.job.repo, &chain, from, j.tid, &pb) {
-                        Ok(a) => {
-                            let how = How::Appended {
-                                from,
-                                checked,
-                                quick,
-                            };
-                            appended.push((a, how, chain, j));
-                        }
+                        Ok(a) => match standby_blobs(&j, &chain, blob_tid(j.tid, a.last_tid)) {
+                            Ok(b) => {
+                                let how = How::Appended {
+                                    from,
+                                    checked,
+                                    quick,
+                                };
+                                appended.push((a, how, chain, j, b));
+                            }
+                            Err(e) => {
+                                if let Err(u) = a.undo() {
+                                    log::error!("{}: {u}", a.target.display());
+                                }
+                                errors.push(e.storage(&id));
+                            }
+                        },
                         Err(e) => errors.push(e.storage(&id)),
                     }
                     pb.finish_and_clear();
@@ -258,7 +295,7 @@ pub fn run(c: &Config, o: &RestoreOptions) -> Result<Outcome> {
         jobs = rest;
     }
     // Appended outputs go back as they were if the run does not finish.
-    let undo_appended = |appended: &[(standby::Appended, How, Chain, Job)]| {
+    let undo_appended = |appended: &[(standby::Appended, How, Chain, Job, Option<StandbyBlobs>)]| {
         for (a, ..) in appended {
             if let Err(e) = a.undo() {
                 log::error!(
@@ -297,7 +334,7 @@ pub fn run(c: &Config, o: &RestoreOptions) -> Result<Outcome> {
             (Some(t), true, Some(sp)) => Some(sp.cut_tid.filter(|e| *e > t).unwrap_or(t)),
             (t, ..) => t,
         };
-        match finish(s, tid) {
+        match finish(s, tid).and_then(|b| with_blobs(b, o)) {
             Ok(b) => built.push(b),
             Err(e) => errors.push(e.storage(&id)),
         }
@@ -311,7 +348,15 @@ pub fn run(c: &Config, o: &RestoreOptions) -> Result<Outcome> {
     }
 
     if o.check {
-        return Ok(Outcome::Checked(built.iter().map(compare).collect()));
+        return Ok(Outcome::Checked(
+            built
+                .iter()
+                .map(|b| Compared {
+                    blobs: compare_blobs(b),
+                    ..compare(b)
+                })
+                .collect(),
+        ));
     }
 
     // An existing target (no --force) must already be this result.
@@ -345,10 +390,20 @@ pub fn run(c: &Config, o: &RestoreOptions) -> Result<Outcome> {
         }
     }
     // Now the appended ones become visible, one status byte each.
-    for (a, how, chain, j) in appended {
+    for (a, how, chain, j, b) in appended {
         let id = j.job.cfg.id.clone();
+        // The blob files first: files above the old end stay invisible to
+        // ZODB until the Data.fs grows.
+        let blobs = match b.map(install_standby_blobs).transpose() {
+            Ok(b) => b,
+            Err(e) => {
+                failed.push(e.storage(&id));
+                continue;
+            }
+        };
         match standby::publish(&a, &chain) {
             Ok(notes) => installed.push(Installed {
+                blobs,
                 storage: id,
                 target: a.target.clone(),
                 size: a.end,
@@ -491,9 +546,18 @@ fn plan<'a>(s: &'a StorageConfig, c: &Config, o: &RestoreOptions) -> Result<Job<
                 .map_err(|e| Error::io(parent, e).doing("cannot create"))?;
         }
     }
+    let blob_target = match &s.blob_dir {
+        None => None,
+        Some(dir) if o.check => Some(dir.clone()),
+        Some(dir) => {
+            let t = target_for(dir, o.output_dir.as_deref());
+            Some(fsutil::resolve(&t).map_err(|e| Error::io(&t, e).doing("cannot resolve"))?)
+        }
+    };
     Ok(Job {
         job,
         target,
+        blob_target,
         tid: None,
         expect: None,
         floor_only: false,
@@ -737,8 +801,119 @@ fn finish(st: Streamed, tid: Option<Tid>) -> Result<Built> {
         removed,
         last_tid,
         index,
+        blobs: None,
+        blob_run: None,
+        blobs_report: None,
         notes,
     })
+}
+
+/// A standby's blob directory on its way to the run's TID.
+enum StandbyBlobs {
+    /// The files it lacked were added (it held nothing else).
+    CaughtUp {
+        target: PathBuf,
+        added: blob_step::CaughtUp,
+        files: u64,
+        bytes: u64,
+    },
+    /// It held something else: rebuilt whole beside it.
+    Rebuilt(PathBuf, Planned),
+}
+
+/// Brings the blob directory of an appended standby to run `upto`: only
+/// the new files when it holds exactly an earlier state of the run.
+fn standby_blobs(j: &Job, chain: &Chain, upto: Tid) -> Result<Option<StandbyBlobs>> {
+    let Some(target) = &j.blob_target else {
+        return Ok(None);
+    };
+    let repo = &j.job.repo.dir;
+    let last = &chain.links.last().expect("a chain has a full backup").file.name;
+    let m = blob_step::run_for(repo, last)?;
+    let (files, bytes) = m.upto(upto).fold((0, 0), |(n, s), e| (n + 1, s + e.size));
+    Ok(Some(match blob_step::catch_up(repo, &m, upto, target)? {
+        Some(added) => StandbyBlobs::CaughtUp {
+            target: target.clone(),
+            added,
+            files,
+            bytes,
+        },
+        None => {
+            log::info!(
+                "storage {}: blob directory {} rebuilt whole: it holds files the run does not",
+                j.job.cfg.id,
+                target.display()
+            );
+            StandbyBlobs::Rebuilt(
+                target.clone(),
+                blob_step::build(repo, &m, upto, target, true)
+                    .map_err(|e| e.doing("cannot restore the blob directory"))?,
+            )
+        }
+    }))
+}
+
+fn install_standby_blobs(b: StandbyBlobs) -> Result<BlobsInstalled> {
+    match b {
+        StandbyBlobs::CaughtUp {
+            target,
+            added,
+            files,
+            bytes,
+        } => Ok(BlobsInstalled {
+            target,
+            files,
+            bytes,
+            added: Some(added.added),
+            present: false,
+            kept: None,
+        }),
+        StandbyBlobs::Rebuilt(target, Planned::Present) => Ok(BlobsInstalled {
+            target,
+            files: 0,
+            bytes: 0,
+            added: None,
+            present: true,
+            kept: None,
+        }),
+        StandbyBlobs::Rebuilt(_, Planned::Built(built)) => {
+            let r = built
+                .install()
+                .map_err(|e| Error::from(e).doing("cannot put the blob directory in place"))?;
+            Ok(BlobsInstalled {
+                target: r.target,
+                files: r.files,
+                bytes: r.bytes,
+                added: None,
+                present: false,
+                kept: r.kept_aside,
+            })
+        }
+    }
+}
+
+/// The TID a restored storage's blob directory is cut at: the Data.fs's
+/// (its last TID when it is not cut).
+fn blob_tid(tid: Option<Tid>, last_tid: Option<Tid>) -> Tid {
+    tid.or(last_tid).unwrap_or(Tid(0))
+}
+
+/// Reads the blob run of a built storage's chain and, unless `check`,
+/// builds its blob directory beside the target.
+fn with_blobs<'a>(mut b: Built<'a>, o: &RestoreOptions) -> Result<Built<'a>> {
+    let Some(target) = b.job.blob_target.clone() else {
+        return Ok(b);
+    };
+    let last = &b.chain.links.last().expect("a chain has a full backup").file.name;
+    let m = blob_step::run_for(&b.job.job.repo.dir, last)?;
+    if !o.check {
+        let upto = blob_tid(b.job.tid, b.last_tid);
+        let planned = blob_step::build(&b.job.job.repo.dir, &m, upto, &target, o.force || o.incremental)
+            .map_err(|e| e.doing("cannot restore the blob directory"))?;
+        b.blobs = Some((target, planned));
+    }
+    b.blob_run = Some(m);
+    Ok(b)
 }
 
 /// What was done to one target while putting the set in place, so that
@@ -751,6 +926,9 @@ struct Placed {
     kept_index: Option<PathBuf>,
     /// The new file was renamed over the target.
     renamed: bool,
+    /// The blob directory put in place: its target and where the one it
+    /// replaced went.
+    blobs: Option<(PathBuf, Option<PathBuf>)>,
 }
 
 /// A free name for a kept file: `base`, else `base.1`, `base.2`, ... (a
@@ -778,7 +956,7 @@ fn place(b: &mut Built, when: &str, placed: &mut Placed) -> Result<()> {
     let index_path = sibling(&target, ".index");
     if b.job.existing.is_some() {
         // Already this result (checked): nothing to replace.
-        return Ok(());
+        return place_blobs(b, placed);
     }
     if fsutil::exists(&target).map_err(|e| Error::io(&target, e).doing("cannot look for"))? {
         let old = free_name(sibling(&target, &format!(".before-restore-{when}")))?;
@@ -806,15 +984,50 @@ fn place(b: &mut Built, when: &str, placed: &mut Placed) -> Result<()> {
     }
     let tmp = b.tmp.take().expect("placed once");
     match tmp.persist(&target) {
-        Ok(()) => {
-            placed.renamed = true;
-            Ok(())
-        }
+        Ok(()) => placed.renamed = true,
         Err(e) => {
             placed.renamed = fsutil::in_place(&e);
-            Err(Error::io(&target, e).doing("cannot put in place"))
+            return Err(Error::io(&target, e).doing("cannot put in place"));
         }
     }
+    place_blobs(b, placed)
+}
+
+/// Puts the built blob directory of `b` in place, after its Data.fs.
+fn place_blobs(b: &mut Built, placed: &mut Placed) -> Result<()> {
+    match b.blobs.take() {
+        Some((target, Planned::Built(built))) => {
+            let r = built
+                .install()
+                .map_err(|e| Error::from(e).doing("cannot put the blob directory in place"))?;
+            placed.blobs = Some((target, r.kept_aside.clone()));
+            b.blobs_report = Some(BlobsInstalled {
+                target: r.target,
+                files: r.files,
+                bytes: r.bytes,
+                added: None,
+                present: false,
+                kept: r.kept_aside,
+            });
+        }
+        Some((target, Planned::Present)) => {
+            let m = b.blob_run.as_ref().expect("read with the plan");
+            let upto = blob_tid(b.job.tid, b.last_tid);
+            let (files, bytes) = m
+                .upto(upto)
+                .fold((0, 0), |(n, s), e| (n + 1, s + e.size));
+            b.blobs_report = Some(BlobsInstalled {
+                target,
+                files,
+                bytes,
+                added: None,
+                present: true,
+                kept: None,
+            });
+        }
+        None => {}
+    }
+    Ok(())
 }
 
 /// Undoes what [`place`] did: the old file back under its name (or the new
@@ -840,6 +1053,26 @@ fn undo(p: &Placed) -> Vec<String> {
         }
     }
     let _ = fsutil::sync_parent_dir(&p.target);
+    if let Some((dir, kept)) = &p.blobs {
+        // The new directory is this restore's own copy of the repository:
+        // removing it loses nothing.
+        let gone = std::fs::remove_dir_all(dir);
+        let back = match (&gone, kept) {
+            (Ok(()), Some(old)) => std::fs::rename(old, dir),
+            (Ok(()), None) => Ok(()),
+            (Err(_), _) => Ok(()),
+        };
+        if let Err(e) = gone.and(back) {
+            left.push(format!(
+                "the blob directory {} is the NEW one or missing ({e}){}",
+                dir.display(),
+                kept.as_ref()
+                    .map(|k| format!("; the old one is {}", k.display()))
+                    .unwrap_or_default()
+            ));
+        }
+        let _ = fsutil::sync_parent_dir(dir);
+    }
     left
 }
 
@@ -866,6 +1099,7 @@ fn install_all(mut built: Vec<Built>, when: &str) -> Result<(Vec<Installed>, Vec
             kept: None,
             kept_index: None,
             renamed: false,
+            blobs: None,
         };
         let r = place(b, when, &mut p);
         placed.push(p);
@@ -937,6 +1171,7 @@ fn install_all(mut built: Vec<Built>, when: &str) -> Result<(Vec<Installed>, Vec
             repository: b.job.job.repo.dir.clone(),
             kept: p.kept,
             how: How::Full,
+            blobs: b.blobs_report,
             notes,
         });
     }
@@ -952,6 +1187,21 @@ fn compare(b: &Built) -> Compared {
         size: b.size,
         verdict: compare_prefix(b.tmp_file_ref().path(), live, b.size)
             .map_err(|e| Error::io(live, e)),
+        blobs: None,
+    }
+}
+
+/// `check`: the live blob directory against the run at the restore's TID.
+type BlobVerdict = (PathBuf, std::result::Result<crate::blobs::CompareReport, Error>);
+
+fn compare_blobs(b: &Built) -> Option<BlobVerdict> {
+    match (&b.job.blob_target, &b.blob_run) {
+        (Some(dir), Some(m)) => Some((
+            dir.clone(),
+            crate::blobs::compare(m, blob_tid(b.job.tid, b.last_tid), dir, true)
+                .map_err(Error::from),
+        )),
+        _ => None,
     }
 }
 
@@ -1011,6 +1261,9 @@ pub struct Verified {
     pub chain: std::result::Result<(Vec<Error>, usize), Error>,
     /// Manifests that cannot be read.
     pub manifests: Vec<Error>,
+    /// With a blob_dir: the newest blob run against the blob records of
+    /// the Data.fs its chain rebuilds (the run's stamp and what was found).
+    pub blobs: Option<std::result::Result<(String, crate::blobs::VerifyReport), Error>>,
 }
 
 impl Verified {
@@ -1020,7 +1273,12 @@ impl Verified {
             Ok((p, _)) if p.is_empty() => 0,
             _ => 1,
         };
-        chain + self.manifests.len()
+        let blobs = match &self.blobs {
+            Some(Ok((_, r))) => r.problems.len(),
+            Some(Err(_)) => 1,
+            None => 0,
+        };
+        chain + self.manifests.len() + blobs
     }
 }
 
@@ -1039,6 +1297,7 @@ pub fn verify(c: &Config, storages: &[String], quick: bool, quiet: bool) -> Resu
                     c.describe_source()
                 ))),
                 manifests: Vec::new(),
+                blobs: None,
             });
             continue;
         };
@@ -1061,12 +1320,55 @@ pub fn verify(c: &Config, storages: &[String], quick: bool, quiet: bool) -> Resu
                 }
             }
         }
+        let blobs = s
+            .blob_dir
+            .as_ref()
+            .map(|_| verify_blobs(&repo, &s.id, quick, quiet));
         out.push(Verified {
             storage: s.id.clone(),
             repository: Some(dir.clone()),
             chain,
             manifests,
+            blobs,
         });
     }
     Ok(out)
+}
+
+/// `--verify` of the newest blob run: its chain is rebuilt into a
+/// temporary file in the repository (removed after) to read the blob
+/// records, each of which (up to the run's point) must have its file in the
+/// run and the pool, with the right size (and crc32 unless `quick`).
+fn verify_blobs(
+    repo: &Repository,
+    id: &str,
+    quick: bool,
+    quiet: bool,
+) -> Result<(String, crate::blobs::VerifyReport)> {
+    let files = repo.find_chain(None)?;
+    let last = files
+        .last()
+        .map(|f| f.name.clone())
+        .ok_or_else(|| Error::refused("no full backup: no blob run to verify"))?;
+    let chain = repo.checked_chain(files)?;
+    let m = blob_step::run_for(&repo.dir, &last)?;
+    let mut tmp = fsutil::TempFile::beside(&repo.dir.join(".tidstorage-verify.fs"))
+        .map_err(|e| Error::io(&repo.dir, e).doing("cannot create a temporary file in"))?;
+    let tmp_path = tmp.path().to_path_buf();
+    let pb = progress::bar(chain.end(), format!("{id} blob records"), quiet);
+    repo.stream_chain(&chain, tmp.file(), &tmp_path, &pb as &dyn Progress)?;
+    pb.finish_and_clear();
+    let df = DataFs::open(&tmp_path)?;
+    let records = df
+        .blob_records(4, df.size())
+        .map_err(|e| Error::from(e).doing("cannot read the blob records"))?;
+    let upto = m.point.unwrap_or(Tid(0));
+    let r = crate::blobs::verify(
+        &crate::blobs::BlobRepo::at(&repo.dir),
+        &m,
+        upto,
+        Some(&records.records),
+        !quick,
+    )?;
+    Ok((m.stamp.clone(), r))
 }
