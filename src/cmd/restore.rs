@@ -251,8 +251,7 @@ fn check(compared: &[Compared]) -> Result<()> {
                     out.push_str(&format!(" {} missing ({})", v.len(), some(&v)));
                 }
                 if !r.extra.is_empty() {
-                    let v: Vec<String> =
-                        r.extra.iter().map(|p| p.display().to_string()).collect();
+                    let v: Vec<String> = r.extra.iter().map(|p| p.display().to_string()).collect();
                     out.push_str(&format!(" {} extra ({})", v.len(), some(&v)));
                 }
                 if !r.differ.is_empty() {

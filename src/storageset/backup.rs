@@ -649,7 +649,8 @@ fn backup_one(
             // The newest backup has no blob run (blob_dir configured since,
             // or its blob backup failed): write it now.
             let mut blobs = None;
-            if let (Some(dir), Some(last)) = (blob_dir, chain.as_ref().and_then(|c| c.links.last())) {
+            if let (Some(dir), Some(last)) = (blob_dir, chain.as_ref().and_then(|c| c.links.last()))
+            {
                 if !blob_step::has_run(&repo.dir, &last.file.name)? {
                     let name = blob_step::run_name(&last.file.name);
                     match blob_step::back_up(dir, &repo.dir, &df, name, end, last_tid, None) {
@@ -746,8 +747,12 @@ fn backup_one(
     let blobs = match blob_dir {
         None => None,
         Some(dir) => {
-            let previous = chain_ref.and_then(|c| c.links.last()).map(|l| l.file.name.as_str());
-            let delta = previous.filter(|_| kind == "incremental").map(|p| (start, p));
+            let previous = chain_ref
+                .and_then(|c| c.links.last())
+                .map(|l| l.file.name.as_str());
+            let delta = previous
+                .filter(|_| kind == "incremental")
+                .map(|p| (start, p));
             let name = blob_step::run_name(&written.file.name);
             match blob_step::back_up(dir, &repo.dir, &df, name, end, last_tid, delta) {
                 Ok(r) => Some(r),
@@ -801,9 +806,8 @@ fn pack_or_missing(
     if packed {
         return Ok(Err(Packed { missing, file }));
     }
-    let mut e = Error::from(missing).doing(
-        "the blob directory lacks files the Data.fs names (in the source too, not a pack)",
-    );
+    let mut e = Error::from(missing)
+        .doing("the blob directory lacks files the Data.fs names (in the source too, not a pack)");
     if let Some(f) = file {
         e = e.advice(format!(
             "the Data.fs backup {f} is written but has no blob backup, and this storage is not \

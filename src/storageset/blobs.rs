@@ -111,7 +111,10 @@ pub(super) fn has_run(repository: &Path, name: &str) -> Result<bool> {
 
 /// After `--keep-full` pruned the Data.fs backups: the blob runs whose
 /// backup file is gone go too, with the pool files only they named.
-pub(super) fn prune(repository: &Path, kept_files: &[String]) -> Result<blobs::snapshot::PruneReport> {
+pub(super) fn prune(
+    repository: &Path,
+    kept_files: &[String],
+) -> Result<blobs::snapshot::PruneReport> {
     let keep: Vec<&str> = kept_files.iter().map(|f| run_name(f)).collect();
     Ok(BlobRepo::at(repository).prune(&keep)?)
 }

@@ -132,7 +132,12 @@ impl Plan {
 /// Plans the cut of one file after `tid` (`tidstorage cut FILE TID`). A
 /// TID after the file's last transaction is no loss here (the operator
 /// chose it): the plan only says nothing is cut.
-pub fn plan_file(data_fs: &Path, blob_dir: Option<&Path>, tid: Tid, o: &CutOptions) -> Result<Plan> {
+pub fn plan_file(
+    data_fs: &Path,
+    blob_dir: Option<&Path>,
+    tid: Tid,
+    o: &CutOptions,
+) -> Result<Plan> {
     plan_one(None, data_fs, blob_dir, tid, o)
 }
 
@@ -371,9 +376,10 @@ fn plan_one(
     let index_method = index::plan_method(index_existing, cut.position, df.size());
     let blobs = match blob_dir {
         None => None,
-        Some(dir) => Some(crate::blobs::plan_cut(dir, tid).map_err(|e| {
-            Error::from(e).doing("cannot plan the cut of the blob directory")
-        })?),
+        Some(dir) => Some(
+            crate::blobs::plan_cut(dir, tid)
+                .map_err(|e| Error::from(e).doing("cannot plan the cut of the blob directory"))?,
+        ),
     };
     Ok(Plan {
         storage: storage.map(str::to_string),

@@ -6,9 +6,9 @@ use std::fmt;
 use std::io;
 use std::path::PathBuf;
 
+use crate::datafs::blobrecords::BlobRecordError;
 use crate::error::{CliError, ExitKind};
 use crate::fsutil::LockError;
-use crate::datafs::blobrecords::BlobRecordError;
 use crate::{blobs, datafs, repozo, statuslog};
 
 /// A failure of one storage (or of the whole run when `storage` is None).

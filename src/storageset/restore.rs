@@ -241,8 +241,7 @@ pub fn run(c: &Config, o: &RestoreOptions) -> Result<Outcome> {
 
     // Incremental: extend the outputs that are a prefix of their chain
     // (hidden until every storage is ready), restore the others in full.
-    let mut appended: Vec<(standby::Appended, How, Chain, Job, Option<StandbyBlobs>)> =
-        Vec::new();
+    let mut appended: Vec<(standby::Appended, How, Chain, Job, Option<StandbyBlobs>)> = Vec::new();
     let mut full_because: std::collections::HashMap<String, String> = Default::default();
     if o.incremental {
         let mut rest = Vec::new();
@@ -295,17 +294,18 @@ pub fn run(c: &Config, o: &RestoreOptions) -> Result<Outcome> {
         jobs = rest;
     }
     // Appended outputs go back as they were if the run does not finish.
-    let undo_appended = |appended: &[(standby::Appended, How, Chain, Job, Option<StandbyBlobs>)]| {
-        for (a, ..) in appended {
-            if let Err(e) = a.undo() {
-                log::error!(
-                    "{}: the appended bytes (hidden) could not be removed ({e}); the same \
+    let undo_appended =
+        |appended: &[(standby::Appended, How, Chain, Job, Option<StandbyBlobs>)]| {
+            for (a, ..) in appended {
+                if let Err(e) = a.undo() {
+                    log::error!(
+                        "{}: the appended bytes (hidden) could not be removed ({e}); the same \
                      restore finishes it",
-                    a.target.display()
-                );
+                        a.target.display()
+                    );
+                }
             }
-        }
-    };
+        };
 
     let mut streamed = Vec::new();
     for j in jobs {
@@ -828,7 +828,12 @@ fn standby_blobs(j: &Job, chain: &Chain, upto: Tid) -> Result<Option<StandbyBlob
         return Ok(None);
     };
     let repo = &j.job.repo.dir;
-    let last = &chain.links.last().expect("a chain has a full backup").file.name;
+    let last = &chain
+        .links
+        .last()
+        .expect("a chain has a full backup")
+        .file
+        .name;
     let m = blob_step::run_for(repo, last)?;
     let (files, bytes) = m.upto(upto).fold((0, 0), |(n, s), e| (n + 1, s + e.size));
     Ok(Some(match blob_step::catch_up(repo, &m, upto, target)? {
@@ -904,12 +909,24 @@ fn with_blobs<'a>(mut b: Built<'a>, o: &RestoreOptions) -> Result<Built<'a>> {
     let Some(target) = b.job.blob_target.clone() else {
         return Ok(b);
     };
-    let last = &b.chain.links.last().expect("a chain has a full backup").file.name;
+    let last = &b
+        .chain
+        .links
+        .last()
+        .expect("a chain has a full backup")
+        .file
+        .name;
     let m = blob_step::run_for(&b.job.job.repo.dir, last)?;
     if !o.check {
         let upto = blob_tid(b.job.tid, b.last_tid);
-        let planned = blob_step::build(&b.job.job.repo.dir, &m, upto, &target, o.force || o.incremental)
-            .map_err(|e| e.doing("cannot restore the blob directory"))?;
+        let planned = blob_step::build(
+            &b.job.job.repo.dir,
+            &m,
+            upto,
+            &target,
+            o.force || o.incremental,
+        )
+        .map_err(|e| e.doing("cannot restore the blob directory"))?;
         b.blobs = Some((target, planned));
     }
     b.blob_run = Some(m);
@@ -1013,9 +1030,7 @@ fn place_blobs(b: &mut Built, placed: &mut Placed) -> Result<()> {
         Some((target, Planned::Present)) => {
             let m = b.blob_run.as_ref().expect("read with the plan");
             let upto = blob_tid(b.job.tid, b.last_tid);
-            let (files, bytes) = m
-                .upto(upto)
-                .fold((0, 0), |(n, s), e| (n + 1, s + e.size));
+            let (files, bytes) = m.upto(upto).fold((0, 0), |(n, s), e| (n + 1, s + e.size));
             b.blobs_report = Some(BlobsInstalled {
                 target,
                 files,
@@ -1192,7 +1207,10 @@ fn compare(b: &Built) -> Compared {
 }
 
 /// `check`: the live blob directory against the run at the restore's TID.
-type BlobVerdict = (PathBuf, std::result::Result<crate::blobs::CompareReport, Error>);
+type BlobVerdict = (
+    PathBuf,
+    std::result::Result<crate::blobs::CompareReport, Error>,
+);
 
 fn compare_blobs(b: &Built) -> Option<BlobVerdict> {
     match (&b.job.blob_target, &b.blob_run) {
