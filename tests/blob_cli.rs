@@ -169,7 +169,7 @@ fn backups_full_then_incremental_restore_every_run_in_both_layouts() {
         assert!(out2.contains("storage main: incremental"), "{out2}");
         // Only the three new files are copied; the rest is carried.
         assert!(
-            out2.contains(&format!("3 new")) && out2.contains(&format!("{} carried", files1.len())),
+            out2.contains("3 new") && out2.contains(&format!("{} carried", files1.len())),
             "{out2}"
         );
         let state2 = zodb_read(&live_fs, &live_blobs)["reachable"].clone();
