@@ -17,7 +17,8 @@ const AFTER_LONG_HELP: &str = "\
 Configuration:
   -c FILE, else $TIDSTORAGE_CONFIG, else ./tidstorage.toml, else
   /etc/tidstorage.toml (TOML; sections [server], [bootstrap], [backup] and
-  one [[storage]] per database with id, data_fs, repository, mountpoint).
+  one [[storage]] per database with id, data_fs, repository, mountpoint,
+  blob_dir).
   Unknown keys and bad values are errors naming the file and line; relative
   paths are relative to the file's directory; flags override the file.
 
