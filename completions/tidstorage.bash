@@ -200,7 +200,7 @@ _tidstorage() {
             return 0
             ;;
         tidstorage__subcmd__cut)
-            opts="-n -c -v -q -h -V --tid-log --server --lenient --at-point --since --tags --storage --dry-run --discard-tail --verify --format --config --verbose --quiet --help --version"
+            opts="-n -c -v -q -h -V --tid-log --server --lenient --at-point --since --tags --blob-dir --storage --dry-run --discard-tail --verify --format --config --verbose --quiet --help --version"
             if [[ ${cur} == -* || ${COMP_CWORD} -eq 2 ]] ; then
                 COMPREPLY=( $(compgen -W "${opts}" -- "${cur}") )
                 return 0
@@ -219,6 +219,10 @@ _tidstorage() {
                     return 0
                     ;;
                 --tags)
+                    COMPREPLY=($(compgen -f "${cur}"))
+                    return 0
+                    ;;
+                --blob-dir)
                     COMPREPLY=($(compgen -f "${cur}"))
                     return 0
                     ;;

@@ -127,6 +127,7 @@ complete -c tidstorage -n "__fish_tidstorage_using_subcommand cut" -l tid-log -d
 complete -c tidstorage -n "__fish_tidstorage_using_subcommand cut" -l server -d 'Take the point from a daemon still running (HOST:PORT): fresher than the status file when only the ZEO servers crashed' -r
 complete -c tidstorage -n "__fish_tidstorage_using_subcommand cut" -l since -d 'With the exact cut: this TID is the floor known to be consistent on every storage, instead of the point (e.g. when there is no status file)' -r
 complete -c tidstorage -n "__fish_tidstorage_using_subcommand cut" -l tags -d 'With the exact cut: the tag summary of a storage on another host (`tidstorage tags FILE --since TID --format json` there); repeatable' -r -F
+complete -c tidstorage -n "__fish_tidstorage_using_subcommand cut" -l blob-dir -d 'With FILE: its blob directory, cut at the same TID (files above it move to <DIR>.tail-<tid hex>/, tmp/ is emptied). Without it the one-file form leaves blob files alone' -r -F
 complete -c tidstorage -n "__fish_tidstorage_using_subcommand cut" -l storage -d 'Cut only this configured storage (repeatable)' -r
 complete -c tidstorage -n "__fish_tidstorage_using_subcommand cut" -l format -d 'Output format of the plan. TSV rows: storage, data_fs, tid, tid hex, current size, cut position, bytes removed, transactions removed, index action' -r -f -a "text\t'Aligned columns for people'
 json\t'One JSON document (machine-stable keys)'

@@ -770,4 +770,19 @@ mountpoint = "erp5_root"
         let e = parse("[bootstrap]\nurl = \"ftp://z/touch\"\n").unwrap_err();
         assert!(e.message.contains("http:// or https://"), "{}", e.message);
     }
+
+    #[test]
+    fn blob_dir_is_resolved_beside_the_file_and_never_shared() {
+        let c = parse(
+            "[[storage]]\nid = \"a\"\ndata_fs = \"a/Data.fs\"\nblob_dir = \"a/../a/blobs\"\n",
+        )
+        .unwrap();
+        assert_eq!(c.storages[0].blob_dir, Some(PathBuf::from("/etc/a/blobs")));
+        let e = parse(
+            "[[storage]]\nid = \"a\"\nblob_dir = \"b\"\n\
+             [[storage]]\nid = \"c\"\nblob_dir = \"./b\"\n",
+        )
+        .unwrap_err();
+        assert!(e.message.contains("the same blob_dir"), "{}", e.message);
+    }
 }
