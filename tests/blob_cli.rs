@@ -336,8 +336,9 @@ fn a_pack_between_backups_keeps_every_run_restorable() {
         blob_files(&site.p("site/blobs")).len() < files1.len() + 1,
         "the pack removed no blob file"
     );
-    let (_, out) = site.backup(&[]);
+    let (_, out) = site.backup(&["--gzip"]);
     assert!(out.contains("storage main: full"), "{out}");
+    assert!(out.contains(".fsz"), "{out}");
     assert!(out.contains(", 0 new") || out.contains("1 new"), "{out}");
     site.ok(&["restore", "--no-cut", "--output-dir", "now"]);
     let (fs, blobs) = site.restored("now");
@@ -568,4 +569,43 @@ fn a_restore_at_a_tid_below_a_pack_is_refused_naming_the_pack() {
         "{}",
         stderr(&o)
     );
+}
+
+#[test]
+fn a_backup_at_the_daemons_point_holds_only_the_blobs_up_to_it_and_restores_there() {
+    let site = BlobSite::new("bushy");
+    let d = site.site();
+    site.more(3);
+    let tids: Vec<u64> = truth(&d, None)
+        .iter()
+        .map(|r| r.1)
+        .collect::<BTreeSet<_>>()
+        .into_iter()
+        .collect();
+    // The point: before the last two blob transactions.
+    let point = tids[tids.len() - 3];
+    let daemon = Daemon::start(site.dir.path(), &["-c", "t.toml", "--burst-period", "10ms"]);
+    let mut cl = daemon.client();
+    publish(&mut cl, "t0", &[("main", tids[0])]);
+    cl.wait_bootstrapped();
+    publish(&mut cl, "t1", &[("main", point)]);
+    assert_eq!(cl.dump(), pt(&[("main", point)]));
+    let toml = std::fs::read_to_string(site.p("t.toml")).unwrap();
+    std::fs::write(
+        site.p("t.toml"),
+        toml.replace("[server]\n", &format!("[server]\nport = {}\n", daemon.port)),
+    )
+    .unwrap();
+    let out = site.ok(&["backup"]);
+    let expected: BTreeSet<(u64, u64)> = truth(&d, Some(point));
+    assert!(
+        out.contains(&format!("blobs: {} file(s)", expected.len())),
+        "{out}"
+    );
+    site.ok(&["restore", "--output-dir", "out"]);
+    let (fs, blobs) = site.restored("out");
+    assert_eq!(blob_files(&blobs), expected);
+    assert!(blob_files(&blobs).iter().all(|r| r.1 <= point));
+    check_restored(&fs, &blobs, "bushy");
+    daemon.stop();
 }
