@@ -40,19 +40,23 @@ pub struct RestoreArgs {
     /// transaction their commit tags show complete (see tidstorage-cut(1)).
     #[arg(long, conflicts_with = "no_cut")]
     pub at_point: bool,
-    /// Replace existing Data.fs files (each kept as Data.fs.before-restore-<time>).
+    /// Replace existing Data.fs files (each kept as Data.fs.before-restore-<time>)
+    /// and blob directories (kept as <blob_dir>.before-restore-<unix time>).
     #[arg(long)]
     pub force: bool,
-    /// Restore into this directory (the configured data_fs paths recreated
-    /// under it) instead of over the configured files.
+    /// Restore into this directory (the configured data_fs and blob_dir
+    /// paths recreated under it) instead of over the configured files.
     #[arg(long, value_name = "DIR")]
     pub output_dir: Option<PathBuf>,
-    /// Restore to temporary files, compare with the live Data.fs files,
+    /// Restore to temporary files, compare with the live Data.fs files
+    /// (and blob directories with the run's files at the same TID),
     /// change nothing (exit 1 when one differs).
     #[arg(long, conflicts_with_all = ["force", "verify"])]
     pub check: bool,
-    /// Check every repository (chain contiguity, sizes, md5s, gzip included)
-    /// and write nothing, like repozo -V (exit 1 on a problem).
+    /// Check every repository (chain contiguity, sizes, md5s, gzip included;
+    /// with a blob_dir, every blob record of the newest chain has its file,
+    /// right size and crc32) and write nothing, like repozo -V (exit 1 on a
+    /// problem).
     #[arg(long)]
     pub verify: bool,
     /// Where an output Data.fs exists and is byte for byte a prefix of the
