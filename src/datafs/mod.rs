@@ -282,6 +282,8 @@ pub struct DataFs {
     path: PathBuf,
     size: u64,
     magic: [u8; 4],
+    /// One byte read as another value (see [`DataFs::reading_byte_as`]).
+    patch: Option<(u64, u8)>,
 }
 
 impl DataFs {
@@ -329,7 +331,16 @@ impl DataFs {
             path: path.to_path_buf(),
             size,
             magic,
+            patch: None,
         })
+    }
+
+    /// This file read as if the byte at `pos` were `value`: an appended
+    /// standby whose first new transaction is hidden behind status `c`
+    /// until published, read as it will be then. Never written.
+    pub fn reading_byte_as(mut self, pos: u64, value: u8) -> DataFs {
+        self.patch = Some((pos, value));
+        self
     }
 
     pub fn path(&self) -> &Path {
@@ -385,7 +396,13 @@ impl DataFs {
         }
         self.file
             .read_exact_at(buf, pos)
-            .map_err(|e| self.error(pos, ErrorKind::Io(e)))
+            .map_err(|e| self.error(pos, ErrorKind::Io(e)))?;
+        if let Some((at, value)) = self.patch {
+            if (pos..pos + buf.len() as u64).contains(&at) {
+                buf[(at - pos) as usize] = value;
+            }
+        }
+        Ok(())
     }
 
     pub(crate) fn read_u64_at(&self, pos: u64, what: &'static str) -> Result<u64, Error> {

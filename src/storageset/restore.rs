@@ -243,6 +243,9 @@ pub fn run(c: &Config, o: &RestoreOptions) -> Result<Outcome> {
     // (hidden until every storage is ready), restore the others in full.
     let mut appended: Vec<(standby::Appended, How, Chain, Job, Option<StandbyBlobs>)> = Vec::new();
     let mut full_because: std::collections::HashMap<String, String> = Default::default();
+    // Appended outputs whose point is a floor: cut once the exact cut over
+    // every storage is known.
+    let mut uncut: Vec<String> = Vec::new();
     if o.incremental {
         let mut rest = Vec::new();
         for j in jobs {
@@ -261,16 +264,25 @@ pub fn run(c: &Config, o: &RestoreOptions) -> Result<Outcome> {
                     },
                 )) => {
                     let pb = progress::bar(chain.end() - from, format!("{id} append"), o.quiet);
+                    let how = How::Appended {
+                        from,
+                        checked,
+                        quick,
+                    };
+                    if j.floor_only && !o.at_point {
+                        match standby::append_uncut(&j.target, &j.job.repo, &chain, from, &pb) {
+                            Ok(a) => {
+                                uncut.push(id.clone());
+                                appended.push((a, how, chain, j, None));
+                            }
+                            Err(e) => errors.push(e.storage(&id)),
+                        }
+                        pb.finish_and_clear();
+                        continue;
+                    }
                     match standby::append(&j.target, &j.job.repo, &chain, from, j.tid, &pb) {
                         Ok(a) => match standby_blobs(&j, &chain, blob_tid(j.tid, a.last_tid)) {
-                            Ok(b) => {
-                                let how = How::Appended {
-                                    from,
-                                    checked,
-                                    quick,
-                                };
-                                appended.push((a, how, chain, j, b));
-                            }
+                            Ok(b) => appended.push((a, how, chain, j, b)),
                             Err(e) => {
                                 if let Err(u) = a.undo() {
                                     log::error!("{}: {u}", a.target.display());
@@ -318,21 +330,37 @@ pub fn run(c: &Config, o: &RestoreOptions) -> Result<Outcome> {
     // A status file's point is a floor: above it, the exact cut over the
     // restored files (a no-server backup, storages backed up on several
     // hosts) keeps what their tags show complete.
-    let exact = if o.at_point || !streamed.iter().any(|s| s.job.floor_only) {
+    let exact = if o.at_point || !streamed.iter().any(|s| s.job.floor_only) && uncut.is_empty()
+    {
         None
     } else {
-        exact_on_restored(&streamed)
+        exact_on_restored(&streamed, &appended)
     };
+    let exact_tid = |id: &str, floor: Option<Tid>| match (floor, exact.as_ref().and_then(|p| p.get(id))) {
+        (Some(t), Some(sp)) => Some(sp.cut_tid.filter(|e| *e > t).unwrap_or(t)),
+        (t, _) => t,
+    };
+    for (a, _, chain, j, b) in appended.iter_mut() {
+        let id = j.job.cfg.id.clone();
+        if !uncut.contains(&id) {
+            continue;
+        }
+        let tid = exact_tid(&id, j.tid);
+        let r = a.cut_at(tid).and_then(|()| {
+            j.tid = tid;
+            standby_blobs(j, chain, blob_tid(tid, a.last_tid))
+        });
+        match r {
+            Ok(blobs) => *b = blobs,
+            Err(e) => errors.push(e.storage(&id)),
+        }
+    }
     let mut built = Vec::new();
     for s in streamed {
         let id = s.job.job.cfg.id.clone();
-        let tid = match (
-            s.job.tid,
-            s.job.floor_only,
-            exact.as_ref().and_then(|p| p.get(&id)),
-        ) {
-            (Some(t), true, Some(sp)) => Some(sp.cut_tid.filter(|e| *e > t).unwrap_or(t)),
-            (t, ..) => t,
+        let tid = match s.job.floor_only {
+            true => exact_tid(&id, s.job.tid),
+            false => s.job.tid,
         };
         match finish(s, tid).and_then(|b| with_blobs(b, o)) {
             Ok(b) => built.push(b),
@@ -422,17 +450,32 @@ pub fn run(c: &Config, o: &RestoreOptions) -> Result<Outcome> {
     Ok(Outcome::Installed { installed, failed })
 }
 
-/// The exact cut over the restored (not yet cut) files, above their
-/// status-file floors; `None` (with a warning) when it cannot be computed.
-fn exact_on_restored(streamed: &[Streamed]) -> Option<crate::exactcut::Plan> {
+/// The exact cut over the restored (not yet cut) files and appended
+/// standbys, above their status-file floors; `None` (with a warning) when
+/// it cannot be computed.
+fn exact_on_restored(
+    streamed: &[Streamed],
+    appended: &[(standby::Appended, How, Chain, Job, Option<StandbyBlobs>)],
+) -> Option<crate::exactcut::Plan> {
     use crate::exactcut::{FloorSpec, TagSummary};
-    let reads = streamed.iter().filter_map(|s| {
+    let full = streamed.iter().filter_map(|s| {
         let id = s.job.job.cfg.id.as_str();
         Some((
             id,
             TagSummary::read_file(s.tmp.path(), id, FloorSpec::Tid(s.job.tid?)),
         ))
     });
+    // An appended standby reads as it will once published.
+    let standbys = appended.iter().filter_map(|(a, _, _, j, _)| {
+        let id = j.job.cfg.id.as_str();
+        let spec = FloorSpec::Tid(j.tid?);
+        Some((
+            id,
+            a.open_unhidden()
+                .and_then(|df| TagSummary::read(&df, id, spec)),
+        ))
+    });
+    let reads = full.chain(standbys);
     point::exact_or_point(reads, "cutting at the status file's point")
 }
 

@@ -308,20 +308,29 @@ pub fn append(
     tid: Option<Tid>,
     progress: &dyn Progress,
 ) -> Result<Appended> {
+    let mut a = append_uncut(target, repo, chain, from, progress)?;
+    a.cut_at(tid)?;
+    Ok(a)
+}
+
+/// Appends `chain`'s bytes after `from` to `target` with the first new
+/// transaction hidden (status `c`) and fsyncs, not cut yet (see
+/// [`Appended::cut_at`]; the exact cut reads the tags first through
+/// [`Appended::open_unhidden`]). On failure the standby is put back to
+/// `from`.
+pub fn append_uncut(
+    target: &Path,
+    repo: &Repository,
+    chain: &Chain,
+    from: u64,
+    progress: &dyn Progress,
+) -> Result<Appended> {
     let file = OpenOptions::new()
         .read(true)
         .write(true)
         .open(target)
         .map_err(|e| Error::io(target, e).doing("cannot open for writing"))?;
-    let undo = |e: Error| -> Error {
-        match file.set_len(from).and_then(|()| file.sync_all()) {
-            Ok(()) => e.advice("the standby is as it was; fix the cause and run again"),
-            Err(u) => e.advice(format!(
-                "and it could not be put back ({u}): the appended bytes are hidden (status \
-                 'c'); run the same restore again"
-            )),
-        }
-    };
+    let undo = |e: Error| undo_to(&file, from, e);
     let mut status = None;
     for l in chain.links.iter().filter(|l| l.line.end > from) {
         let p = repo.path(&l.file.name);
@@ -354,67 +363,108 @@ pub fn append(
     file.set_len(chain_end)
         .and_then(|()| file.sync_all())
         .map_err(|e| undo(Error::io(target, e).doing("cannot fsync")))?;
-    // Where the run's point ends, from the appended transactions' headers
-    // (the hidden status does not change their lengths).
-    let df = DataFs::open(target).map_err(|e| undo(Error::from(e)))?;
-    let mut pos = from;
-    let mut end = from;
-    let mut last_tid = None;
-    let mut next_packed = false;
-    let mut reached_point = tid.is_none();
-    while pos < chain_end {
-        let h = df.read_txn_header(pos).map_err(|e| {
-            undo(Error::from(e).doing("the appended data is not a sequence of transactions"))
-        })?;
-        if tid.is_some_and(|t| h.tid >= t) {
-            reached_point = true;
-        }
-        if tid.is_some_and(|t| h.tid > t) {
-            next_packed = pos != from && h.status == STATUS_PACKED
-                || pos == from && status == Some(STATUS_PACKED);
-            break;
-        }
-        pos = h.end();
-        end = pos;
-        last_tid = Some(h.tid);
-    }
-    if let (Some(t), true) = (tid, next_packed) {
-        return Err(undo(Error::refused(format!(
-            "{} was packed after TID {}: the state as of that TID is no longer in the chain; \
-             use a point after the pack",
-            target.display(),
-            t.hex()
-        ))));
-    }
-    if let (Some(t), false, true) = (tid, reached_point, end > from) {
-        return Err(undo(Error::refused(format!(
-            "the repository holds this storage only up to TID {}, before the coherent TID {}: \
-             transactions are missing; restore an earlier date, or --no-cut",
-            last_tid.map(|t| t.hex()).unwrap_or_default(),
-            t.hex()
-        ))));
-    }
-    drop(df);
-    if end < chain_end {
-        file.set_len(end)
-            .and_then(|()| file.sync_all())
-            .map_err(|e| undo(Error::io(target, e).doing("cannot cut")))?;
-    }
-    if end == from {
-        // Nothing of the delta is at or below the point: as it was.
-        file.set_len(from)
-            .and_then(|()| file.sync_all())
-            .map_err(|e| Error::io(target, e).doing("cannot cut"))?;
-        status = None;
-    }
     Ok(Appended {
         target: target.to_path_buf(),
         from,
-        end,
+        end: chain_end,
         status,
-        last_tid,
-        removed: chain_end - end,
+        last_tid: None,
+        removed: 0,
     })
+}
+
+/// Puts the standby back to `from` after `e`, saying so in `e`'s advice.
+fn undo_to(file: &File, from: u64, e: Error) -> Error {
+    match file.set_len(from).and_then(|()| file.sync_all()) {
+        Ok(()) => e.advice("the standby is as it was; fix the cause and run again"),
+        Err(u) => e.advice(format!(
+            "and it could not be put back ({u}): the appended bytes are hidden (status \
+             'c'); run the same restore again"
+        )),
+    }
+}
+
+impl Appended {
+    /// The appended standby as it will read once published: the hidden
+    /// status byte reads as its real value (for the exact cut's tags).
+    pub fn open_unhidden(&self) -> std::result::Result<DataFs, crate::datafs::Error> {
+        let df = DataFs::open(&self.target)?;
+        Ok(match self.status {
+            Some(s) => df.reading_byte_as(self.from + 16, s),
+            None => df,
+        })
+    }
+
+    /// Cuts the appended bytes at `tid` (not at all when None) and fsyncs.
+    /// On failure the standby is put back to `from`.
+    pub fn cut_at(&mut self, tid: Option<Tid>) -> Result<()> {
+        let target = self.target.clone();
+        let from = self.from;
+        let file = OpenOptions::new()
+            .read(true)
+            .write(true)
+            .open(&target)
+            .map_err(|e| Error::io(&target, e).doing("cannot open for writing"))?;
+        let undo = |e: Error| undo_to(&file, from, e);
+        let chain_end = self.end;
+        // Where the run's point ends, from the appended transactions'
+        // headers (the hidden status does not change their lengths).
+        let df = DataFs::open(&target).map_err(|e| undo(Error::from(e)))?;
+        let mut pos = from;
+        let mut end = from;
+        let mut last_tid = None;
+        let mut next_packed = false;
+        let mut reached_point = tid.is_none();
+        while pos < chain_end {
+            let h = df.read_txn_header(pos).map_err(|e| {
+                undo(Error::from(e).doing("the appended data is not a sequence of transactions"))
+            })?;
+            if tid.is_some_and(|t| h.tid >= t) {
+                reached_point = true;
+            }
+            if tid.is_some_and(|t| h.tid > t) {
+                next_packed = pos != from && h.status == STATUS_PACKED
+                    || pos == from && self.status == Some(STATUS_PACKED);
+                break;
+            }
+            pos = h.end();
+            end = pos;
+            last_tid = Some(h.tid);
+        }
+        if let (Some(t), true) = (tid, next_packed) {
+            return Err(undo(Error::refused(format!(
+                "{} was packed after TID {}: the state as of that TID is no longer in the chain; \
+                 use a point after the pack",
+                target.display(),
+                t.hex()
+            ))));
+        }
+        if let (Some(t), false, true) = (tid, reached_point, end > from) {
+            return Err(undo(Error::refused(format!(
+                "the repository holds this storage only up to TID {}, before the coherent TID {}: \
+                 transactions are missing; restore an earlier date, or --no-cut",
+                last_tid.map(|t| t.hex()).unwrap_or_default(),
+                t.hex()
+            ))));
+        }
+        drop(df);
+        if end < chain_end {
+            file.set_len(end)
+                .and_then(|()| file.sync_all())
+                .map_err(|e| undo(Error::io(&target, e).doing("cannot cut")))?;
+        }
+        if end == from {
+            // Nothing of the delta is at or below the point: as it was.
+            file.set_len(from)
+                .and_then(|()| file.sync_all())
+                .map_err(|e| Error::io(&target, e).doing("cannot cut"))?;
+            self.status = None;
+        }
+        self.end = end;
+        self.last_tid = last_tid;
+        self.removed = chain_end - end;
+        Ok(())
+    }
 }
 
 /// Writes a link's raw bytes at their offsets, from `from` on, with the

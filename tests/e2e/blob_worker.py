@@ -17,7 +17,7 @@ Thread 0 also keeps ``t0-u`` in every database: every --undo-every-th of
 its transactions overwrites it in some databases, and its next transaction
 undoes that one with ``DB.undo`` on each of them (one multi-database undo
 transaction). An undo ZODB refuses (a pack removed the revision it needs)
-is aborted like any failed commit: ``FAILED <seq> <error>``.
+is aborted like any failed commit: ``FAILED <seq> undo|commit <error>``.
 
 Output lines: READY; ``COMMITTED {json}`` once a commit returned, with the
 TID each database assigned (captured from the storage's tpc_finish
@@ -174,7 +174,8 @@ def main():
                 tm.abort()
             except Exception:
                 pass
-            say("FAILED %d %s: %s" % (s, type(e).__name__, str(e)[:200]))
+            say("FAILED %d %s %s: %s" % (s, "undo" if undo is not None else "commit",
+                                          type(e).__name__, str(e)[:200]))
             return None
         finally:
             local.window = None

@@ -9,6 +9,7 @@ every wait is bounded.
 
 import json
 import os
+import socket
 import subprocess
 import sys
 
@@ -60,7 +61,6 @@ class BlobZeoServer(ZeoServer):
                 raise AssertionError("runzeo exited (%s); see %s" % (self.proc.returncode,
                                                                     self.logfile))
             try:
-                import socket
                 socket.create_connection(("127.0.0.1", self.port), timeout=1).close()
                 return True
             except OSError:
