@@ -97,11 +97,20 @@ pub fn execute_cut(plan: &CutPlan, discard: bool) -> Result<CutReport> {
         create_dirs(&plan.tail_dir, &mut created)?;
         // Like ZODB's `<blob_dir>.old`, the tail is a blob directory.
         let marker = plan.tail_dir.join(LAYOUT_MARKER);
-        if !fsutil::exists(&marker).map_err(|e| Error::io(&marker, e))? {
-            std::fs::write(&marker, plan.layout.name()).map_err(|e| Error::io(&marker, e))?;
-            std::fs::File::open(&marker)
-                .and_then(|f| f.sync_all())
-                .map_err(|e| Error::io(&marker, e))?;
+        let current = match std::fs::read_to_string(&marker) {
+            Ok(t) => Some(t),
+            Err(e) if e.kind() == io::ErrorKind::NotFound => None,
+            Err(e) => return Err(Error::io(&marker, e)),
+        };
+        // Written whole or not at all (a failed write must not leave an
+        // empty marker a rerun would take as written).
+        if current.as_deref().map(str::trim) != Some(plan.layout.name()) {
+            let write = || -> io::Result<()> {
+                let mut tmp = fsutil::TempFile::beside(&marker)?;
+                std::io::Write::write_all(tmp.file(), plan.layout.name().as_bytes())?;
+                tmp.persist(&marker)
+            };
+            write().map_err(|e| Error::io(&marker, e))?;
         }
         touched.push(plan.tail_dir.clone());
         r.tail_dir = Some(plan.tail_dir.clone());

@@ -102,7 +102,19 @@ impl Built {
     /// non-empty existing target aside (an empty one is removed), then
     /// fsyncs the parent. Between the two renames a crash leaves the old
     /// directory aside and the new one at its temporary name.
-    pub fn install(mut self) -> Result<RestoreReport> {
+    pub fn install(self) -> Result<RestoreReport> {
+        self.install_noting(&mut None)
+    }
+
+    /// [`Built::install`], noting in `placed` the target and where the old
+    /// directory went as soon as the new one is in place, so that a caller
+    /// undoing a failed set of installs knows even when a later fsync
+    /// failed. A failure of the rename into place puts the old directory
+    /// back.
+    pub fn install_noting(
+        mut self,
+        placed: &mut Option<(PathBuf, Option<PathBuf>)>,
+    ) -> Result<RestoreReport> {
         let target = self.target.clone();
         let existing = existing_state(&target)?;
         let mut kept_aside = None;
@@ -120,9 +132,27 @@ impl Built {
                 kept_aside = Some(aside);
             }
         }
-        std::fs::rename(&self.temp, &target).map_err(|e| Error::io(&target, e))?;
+        if let Err(e) = std::fs::rename(&self.temp, &target) {
+            if let Some(aside) = &kept_aside {
+                if let Err(back) = std::fs::rename(aside, &target) {
+                    return Err(Error::io(
+                        &target,
+                        io::Error::new(
+                            e.kind(),
+                            format!(
+                                "{e}; and the old directory could not be put back from {} \
+                                 ({back})",
+                                aside.display()
+                            ),
+                        ),
+                    ));
+                }
+            }
+            return Err(Error::io(&target, e));
+        }
         // In place: nothing for drop to remove.
         self.temp = PathBuf::new();
+        *placed = Some((target.clone(), kept_aside.clone()));
         let parent = target.parent().unwrap_or(Path::new("/"));
         sync_dir(parent)?;
         for d in self.created.iter().filter_map(|d| d.parent()) {

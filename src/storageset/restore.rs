@@ -330,16 +330,16 @@ pub fn run(c: &Config, o: &RestoreOptions) -> Result<Outcome> {
     // A status file's point is a floor: above it, the exact cut over the
     // restored files (a no-server backup, storages backed up on several
     // hosts) keeps what their tags show complete.
-    let exact = if o.at_point || !streamed.iter().any(|s| s.job.floor_only) && uncut.is_empty()
-    {
+    let exact = if o.at_point || !streamed.iter().any(|s| s.job.floor_only) && uncut.is_empty() {
         None
     } else {
         exact_on_restored(&streamed, &appended)
     };
-    let exact_tid = |id: &str, floor: Option<Tid>| match (floor, exact.as_ref().and_then(|p| p.get(id))) {
-        (Some(t), Some(sp)) => Some(sp.cut_tid.filter(|e| *e > t).unwrap_or(t)),
-        (t, _) => t,
-    };
+    let exact_tid =
+        |id: &str, floor: Option<Tid>| match (floor, exact.as_ref().and_then(|p| p.get(id))) {
+            (Some(t), Some(sp)) => Some(sp.cut_tid.filter(|e| *e > t).unwrap_or(t)),
+            (t, _) => t,
+        };
     for (a, _, chain, j, b) in appended.iter_mut() {
         let id = j.job.cfg.id.clone();
         if !uncut.contains(&id) {
@@ -1056,11 +1056,10 @@ fn place(b: &mut Built, when: &str, placed: &mut Placed) -> Result<()> {
 /// Puts the built blob directory of `b` in place, after its Data.fs.
 fn place_blobs(b: &mut Built, placed: &mut Placed) -> Result<()> {
     match b.blobs.take() {
-        Some((target, Planned::Built(built))) => {
+        Some((_, Planned::Built(built))) => {
             let r = built
-                .install()
+                .install_noting(&mut placed.blobs)
                 .map_err(|e| Error::from(e).doing("cannot put the blob directory in place"))?;
-            placed.blobs = Some((target, r.kept_aside.clone()));
             b.blobs_report = Some(BlobsInstalled {
                 target: r.target,
                 files: r.files,

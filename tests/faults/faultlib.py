@@ -1,5 +1,6 @@
 """Fault injection over every file-changing system call of `cut`, `backup`
-and `restore` (issue 13), with strace.
+and `restore` (issue 13), with strace, on a site with a blob directory
+(issue 9).
 
 The real binary runs under ``strace -f -e inject=SYSCALL:...:when=N``:
 the N-th call of SYSCALL fails with EIO or ENOSPC, or the process is
@@ -7,27 +8,34 @@ killed with SIGKILL on entry to it (the call is not made). strace counts
 ``when=N`` per thread, so the calls are enumerated the same way first (one
 traced, un-faulted run per command: every call of the traced syscalls,
 numbered per thread) and a case is one (syscall, N) whose N-th call, in
-some thread, touches a file of the site. After each case the promises are
-checked (docs/faults.md):
+some thread, touches a file of the site (the blob directory, its tail,
+restore's directory being built and the repository's pool and manifests
+included). After each case the promises are checked (docs/faults.md):
 
-- ``data intact``: the user's Data.fs is byte-identical, or exactly the
-  correct result (backup and a restore elsewhere never change it);
-- ``removed bytes kept``: cut's tail file, restore's
-  ``Data.fs.before-restore-*``;
+- ``data intact``: the user's Data.fs and blob directory are unchanged,
+  or exactly the correct result (backup and a restore elsewhere never
+  change them; a cut never touches a blob file at or below the point);
+- ``removed bytes kept``: cut's tail file and tail directory, restore's
+  ``Data.fs.before-restore-*`` and ``blobs.before-restore-*``;
 - ``nothing partial``: nothing partial or stale under a final name (every
   backup file listed by a ``.dat`` line and matching its md5, every
   ``.dat`` line naming a file that is there, no truncated Data.fs or tail,
   no index describing other bytes than the file beside it, the timestamp
-  file naming only runs that have a manifest);
+  file naming only runs that have a manifest and a blob run, every pool
+  file and blob manifest whole, every manifest's pool files there, a
+  restored or standby blob directory holding only whole files of the run);
+- ``all or nothing``: a restore that fails (not killed) leaves the Data.fs
+  and its blob directory both as they were or both restored;
 - ``exit 0 = done``: exit status 0 only when the whole job was done and
   can be verified (the same checks as after a clean run);
 - ``rerun succeeds``: the same command run again at once (same second, no
   sleep) exits 0, and the result equals an un-faulted run's;
 - ``verify after rerun``: ``restore --verify`` passes.
 
-Everything here is small: a Data.fs of 11 ZODB transactions (6 KB), one
-storage, a repository with a full and an incremental backup. Every child
-is bounded by a timeout and killed with its process group.
+Everything here is small: a Data.fs of 11 ZODB transactions (8 KB) with
+8 blob files, one storage, a repository with a full and an incremental
+backup. Every child is bounded by a timeout and killed with its process
+group.
 """
 
 import gzip
@@ -38,10 +46,12 @@ import os
 import re
 import shutil
 import signal
+import stat
 import subprocess
 import sys
 import tempfile
 import time
+import zlib
 
 HERE = os.path.dirname(os.path.abspath(__file__))
 REPO = os.path.abspath(os.path.join(HERE, "..", ".."))
@@ -58,7 +68,7 @@ RUN_TIMEOUT = 60
 # Calls that change a file, and calls that only look at one (failed with
 # EIO only: an error while looking is still an error, issue 13 item 0).
 CHANGING = {
-    "write", "pwrite64", "writev", "pwritev", "pwritev2", "fsync", "fdatasync",
+    "write", "pwrite64", "writev", "pwritev", "pwritev2", "fsync", "fdatasync", "syncfs",
     "ftruncate", "truncate", "rename", "renameat", "renameat2", "link", "linkat",
     "unlink", "unlinkat", "mkdir", "mkdirat", "rmdir", "copy_file_range",
     "sendfile", "fchmod", "fchmodat", "fchown", "fchownat", "chmod", "chown",
@@ -76,10 +86,16 @@ FAULTS = ("EIO", "ENOSPC", "SIGKILL")
 
 LINE = re.compile(r"^(\d+)\s+([a-z0-9_]+)\((.*)$")
 FD_PATH = re.compile(r"\d+<([^>]*)>")
-QUOTED = re.compile(r'"((?:[^"\\]|\\.)*)"')
+# The arguments of a path call, in order: AT_FDCWD (strace -y adds the
+# cwd), a descriptor with its path, a quoted string.
+ARG = re.compile(r'(?P<cwd>AT_FDCWD)(?:<[^>]*>)?|\d+<(?P<fd>[^>]*)>|"(?P<q>(?:[^"\\]|\\.)*)"')
 STAMP = re.compile(r"\d{4}-\d\d-\d\d-\d\d-\d\d-\d\d")
 TMP = re.compile(r"\.tmp-\d+-\d+")
 TIDHEX = re.compile(r"(?<=\.tail-)[0-9a-f]{16}")
+PIDS = re.compile(r"(\.tmp-restore-|\.restore-)\d+(-\d+)?")
+BUSHY = re.compile(r"(?:0x[0-9a-f]{2}/){7}0x[0-9a-f]{2}")
+TIDREPR = re.compile(r"0x[0-9a-f]{2,16}(?=\.blob|crashed)")
+UNIXTIME = re.compile(r"(?<=blobs\.)before-restore-\d{9,}")
 TAIL_NAME = re.compile(r"^Data\.fs\.tail-[0-9a-f]{16}(\.\d+)?$")
 KEPT_NAME = re.compile(r"^Data\.fs\.before-restore-\d{4}-\d\d-\d\d-\d\d-\d\d-\d\d$")
 DATA_NAME = re.compile(r"^\d{4}-\d\d-\d\d-\d\d-\d\d-\d\d\.(fs|fsz|deltafs|deltafsz)$")
@@ -129,21 +145,48 @@ def first_line(text, n=2):
 
 # ---------------------------------------------------------------- the world
 
-def zodb_write(path, n):
-    """Commits `n` small transactions with the real ZODB; returns their TIDs."""
+# The blob side of the workload: transaction number (1-based, over the
+# whole history) -> (blob name, created or overwritten). Transactions 1-4
+# are the template's full backup, 5-7 its incremental, 9 the point, 10-11
+# what a cut removes; so every step meets blob records: a full and an
+# incremental run in the template's repository, two new files for the
+# next backup (8, 9), history (b0 and b1 overwritten), two files above
+# the point (b2's second revision, a new oid b4) for the cut.
+BLOB_STEPS = {1: "b0", 2: "b1", 4: "b0", 6: "b2", 8: "b1", 9: "b3", 10: "b2", 11: "b4"}
+
+
+def blob_bytes(number, name):
+    """The content of the blob `name` written by transaction `number`."""
+    k = int(name[1:])
+    return (b"%s written by transaction %d; " % (name.encode(), number)) * (3 + 7 * k)
+
+
+def zodb_write(path, n, blob_dir):
+    """Commits `n` small transactions with the real ZODB (FileStorage with
+    `blob_dir`), creating or overwriting the blobs BLOB_STEPS names;
+    returns their TIDs."""
     import transaction
     import ZODB
     import ZODB.FileStorage
+    from ZODB.blob import Blob
     from ZODB.utils import u64
-    storage = ZODB.FileStorage.FileStorage(path)
+    storage = ZODB.FileStorage.FileStorage(path, blob_dir=blob_dir)
     db = ZODB.DB(storage)
     conn = db.open()
     root = conn.root()
     tids = []
-    start = len(root)
+    start = root.get("n", 0)  # transactions written so far
     for i in range(n):
-        root["k%d" % ((start + i) % 5)] = b"x" * 100 + str(start + i).encode()
-        transaction.get().note("transaction %d" % (start + i))
+        number = start + i + 1
+        root["k%d" % ((number - 1) % 5)] = b"x" * 100 + str(number - 1).encode()
+        root["n"] = number
+        name = BLOB_STEPS.get(number)
+        if name is not None:
+            if name not in root:
+                root[name] = Blob()
+            with root[name].open("w") as f:
+                f.write(blob_bytes(number, name))
+        transaction.get().note("transaction %d" % (number - 1))
         transaction.commit()
         tids.append(u64(storage.lastTransaction()))
     conn.close()
@@ -152,6 +195,22 @@ def zodb_write(path, n):
         if os.path.exists(path + side):
             os.remove(path + side)
     return tids
+
+
+def crash_leftovers(blob_dir, oid, tid):
+    """What a ZODB client killed in the middle of a blob upload leaves: an
+    uncommitted file in `tmp/` (Blob.open("w")'s BUC*) and one of
+    `blob_mkstemp`'s temporaries (`<tid repr>XXXXXXXX.tmp`) in the
+    directory of `oid`, for an uncommitted `tid`. A cut deletes the first
+    and moves the second to the tail; nothing else looks at them."""
+    from ZODB.blob import FilesystemHelper
+    from ZODB.utils import p64, tid_repr
+    with open(os.path.join(blob_dir, "tmp", "BUCcrashed"), "wb") as f:
+        f.write(b"an upload that never committed")
+    helper = FilesystemHelper(blob_dir)
+    d = helper.getPathForOID(p64(oid))
+    with open(os.path.join(d, tid_repr(p64(tid)) + "crashed0.tmp"), "wb") as f:
+        f.write(b"a store that never committed")
 
 
 CONFIG = """\
@@ -165,6 +224,7 @@ status_file_backup_dir = "status-copies"
 [[storage]]
 id = "main"
 data_fs = "var/Data.fs"
+blob_dir = "var/blobs"
 repository = "repo"
 """
 
@@ -181,6 +241,131 @@ def snapshot(root):
             with open(p, "rb") as fh:
                 out[short(root, p)] = fh.read()
     return out
+
+
+def tree(root):
+    """A blob directory as it is: {relative path: (mode, bytes)} for a
+    file, {relative path/: None} for a directory; None when `root` is
+    absent. Everything under it counts (temporaries too): a blob
+    directory is compared whole."""
+    if not os.path.isdir(root):
+        return None
+    out = {}
+    for d, dirs, files in os.walk(root):
+        rel = os.path.relpath(d, root)
+        for n in dirs:
+            out[os.path.normpath(os.path.join(rel, n)) + "/"] = None
+        for n in files:
+            p = os.path.join(d, n)
+            with open(p, "rb") as fh:
+                out[os.path.normpath(os.path.join(rel, n))] = (
+                    stat.S_IMODE(os.lstat(p).st_mode), fh.read())
+    return out
+
+
+def settled(t):
+    """A `tree` as a finished job is compared: temporaries a killed run
+    left (BLOB_TEMP: never a final name, ZODB ignores them) and
+    directories holding no file (an oid directory a failed cut emptied
+    and its rerun, with nothing to move, leaves) are not counted; `tmp/`
+    is."""
+    if t is None:
+        return None
+    files = {k: v for k, v in t.items()
+             if v is not None and not BLOB_TEMP.search(os.path.basename(k))}
+    dirs = {k: None for k in t if t[k] is None
+            and (k == "tmp/" or any(f.startswith(k) for f in files))}
+    files.update(dirs)
+    return files
+
+
+def tree_files(t):
+    """The files of a `tree` (its directories left out): {path: bytes}."""
+    return {k: v[1] for k, v in (t or {}).items() if v is not None}
+
+
+def tree_diff(got, want):
+    """A short description of how blob directory `got` differs from
+    `want` (both `tree`s): what is missing, extra, different."""
+    if got is None:
+        return "absent"
+    missing = sorted(set(want) - set(got))
+    extra = sorted(set(got) - set(want))
+    differ = sorted(k for k in set(got) & set(want) if got[k] != want[k])
+    parts = []
+    for label, names in (("missing", missing), ("extra", extra), ("different", differ)):
+        if names:
+            more = " and %d more" % (len(names) - 3) if len(names) > 3 else ""
+            parts.append("%s %s%s" % (label, ", ".join(_n(n) for n in names[:3]), more))
+    for k in differ:
+        g, w = got[k], want[k]
+        if g is not None and w is not None:
+            if g[1] != w[1]:
+                parts.append("%s holds %d bytes, not %d" % (_n(k), len(g[1]), len(w[1])))
+            elif g[0] != w[0]:
+                parts.append("%s has mode %o, not %o" % (_n(k), g[0], w[0]))
+            break
+    return "; ".join(parts)
+
+
+# Temporaries a killed run may leave (never a final name): backup's pool
+# and manifest temporaries `.NAME.tmp-PID-N`, restore's blob directory
+# being built `.NAME.restore-PID-N`, an incremental restore's
+# `NAME.tmp-restore-PID` in a standby's oid directory.
+BLOB_TEMP = re.compile(r"(\.tmp-\d+-\d+$|\.tmp-restore-\d+$|^\.[^/]*\.restore-\d+-\d+$)")
+
+
+def parse_blob_manifest(text):
+    """A blob run's manifest file (format: src/blobs/snapshot.rs) as
+    {"layout", "point", "base", "entries": {(oid, tid): (size, crc32)}};
+    raises ValueError for anything but a whole manifest."""
+    lines = text.decode("ascii").split("\n")
+    if lines[-1] != "" or lines[-2] != "end":
+        raise ValueError("does not end with `end`")
+    lines = lines[:-2]
+    if lines[0] != "tidstorage-blobs 1":
+        raise ValueError("no header")
+    layout = lines[1].partition("layout ")[2]
+    point = lines[2].partition("point ")[2]
+    rest = lines[3:]
+    base = None
+    if rest and rest[0].startswith("base "):
+        base = rest[0][5:]
+        rest = rest[1:]
+    count = int(rest[0].partition("files ")[2])
+    entries = {}
+    for ln in rest[1:]:
+        o, t, size, crc = ln.split(" ")
+        entries[(int(o, 16), int(t, 16))] = (int(size), int(crc, 16))
+    if count != len(entries) or count != len(rest) - 1:
+        raise ValueError("says %d files, lists %d" % (count, len(rest) - 1))
+    return {"layout": layout, "point": None if point == "none" else int(point, 16),
+            "base": base, "entries": entries}
+
+
+def blob_run(site, stamp):
+    """The manifest of run `stamp` with its base runs merged (ValueError or
+    OSError when one is missing or not whole)."""
+    runs = sp(site, "repo/blobs/runs")
+    m = parse_blob_manifest(open(os.path.join(runs, stamp + ".blobs"), "rb").read())
+    merged = dict(m["entries"])
+    base, seen = m["base"], {stamp}
+    while base is not None:
+        if base in seen:
+            raise ValueError("the chain of base runs loops at " + base)
+        seen.add(base)
+        b = parse_blob_manifest(open(os.path.join(runs, base + ".blobs"), "rb").read())
+        merged.update(b["entries"])
+        base = b["base"]
+    m["merged"] = merged
+    return m
+
+
+def bushy(oid, tid):
+    """(oid directory, file name) of a blob file in the bushy layout."""
+    from ZODB.utils import p64, tid_repr
+    d = "/".join("0x%02x" % b for b in p64(oid))
+    return d, tid_repr(p64(tid)) + ".blob"
 
 
 def index_content(path):
@@ -207,18 +392,57 @@ def zodb_opens(path):
         st.close()
 
 
+def zodb_blobs(path, blob_dir):
+    """Opens the Data.fs with its blob directory through ZODB.DB
+    (read-only) and reads every reachable blob and every blob record's
+    file; returns ({blob name: bytes}, {(oid, tid): bytes})."""
+    import ZODB
+    from ZODB.blob import is_blob_record
+    from ZODB.FileStorage import FileStorage
+    from ZODB.utils import u64
+    st = FileStorage(path, blob_dir=blob_dir, read_only=True)
+    db = ZODB.DB(st)
+    try:
+        conn = db.open()
+        root = conn.root()
+        reachable = {}
+        for name in sorted(set(BLOB_STEPS.values())):
+            if name in root:
+                with root[name].open("r") as f:
+                    reachable[name] = f.read()
+        files = {}
+        for t in st.iterator():
+            for r in t:
+                if r.data and is_blob_record(r.data):
+                    with open(st.loadBlob(r.oid, r.tid), "rb") as f:
+                        files[(u64(r.oid), u64(r.tid))] = f.read()
+        conn.close()
+        return reachable, files
+    finally:
+        db.close()
+
+
+# Blob file names carry their TIDs; reports name them by transaction
+# (`t9.blob`) so that sweeps compare. Filled by World.
+TID_LABELS = {}
+
+
 class World:
     """The templates every case copies, the daemon backups ask, and what
     clean runs give (the results a faulted run is compared with).
 
-    `T` (Data.fs of 11 transactions with its ZODB index and lock file, a
-    repository holding a full and an incremental backup of the first 7, a
-    status file whose point is the 9th TID, so a cut removes 2): the
-    template of cut and backup. `R`: T after a clean coherent backup, the
-    template of restore.
+    `T` (Data.fs of 11 transactions with its ZODB index and lock file, its
+    blob directory (BLOB_STEPS: 8 blob files of 5 blobs, two overwritten,
+    plus a crashed upload's leftovers), a repository holding a full and an
+    incremental backup of the first 7 with their blob runs, a status file
+    whose point is the 9th TID, so a cut removes 2 transactions and 2 blob
+    files): the template of cut and backup. `R`: T after a clean coherent
+    backup, the template of restore. `S`: R with a standby (and its blob
+    directory) restored from the first run, for `restore --incremental`.
     """
 
     def __init__(self, base):
+        from ZODB.utils import p64, tid_repr
         self.base = base
         self._n = 0
         t = os.path.join(base, "T")
@@ -227,12 +451,28 @@ class World:
         with open(os.path.join(t, "t.toml"), "w") as f:
             f.write(CONFIG % 1)
         data_fs = os.path.join(t, "var", "Data.fs")
-        zodb_write(data_fs, 4)
+        blob_dir = os.path.join(t, "var", "blobs")
+        tids = zodb_write(data_fs, 4, blob_dir)
         ok(t, "backup", "--no-server")
-        zodb_write(data_fs, 3)
+        tids += zodb_write(data_fs, 3, blob_dir)
         ok(t, "backup", "--no-server")
-        tids = zodb_write(data_fs, 4)
-        self.point = tids[1]
+        tids += zodb_write(data_fs, 4, blob_dir)
+        self.tids = tids
+        self.point = tids[8]
+        TID_LABELS.clear()
+        TID_LABELS.update({tid_repr(p64(x)): "t%d" % (i + 1) for i, x in enumerate(tids)})
+        # The blob files ZODB wrote: (oid, tid) -> bytes, by what it reads.
+        reachable, self.blob_files = zodb_blobs(data_fs, blob_dir)
+        assert len(self.blob_files) == len(BLOB_STEPS), self.blob_files
+        assert reachable == {n: blob_bytes(max(k for k, v in BLOB_STEPS.items() if v == n), n)
+                             for n in set(BLOB_STEPS.values())}, reachable
+        self.blob_oid = {}  # blob name -> oid
+        for number, name in BLOB_STEPS.items():
+            self.blob_oid.setdefault(name, [o for (o, x), _ in self.blob_files.items()
+                                            if x == tids[number - 1]][0])
+        TID_LABELS[tid_repr(p64(tids[-1] + 1))] = "t12"
+        crash_leftovers(blob_dir, self.blob_oid["b1"], tids[-1] + 1)
+        self.T_blobs = tree(blob_dir)
         with open(os.path.join(t, "status.tid"), "w") as f:
             f.write("1700000000.00 f {'main': %d}\n" % self.point)
         shutil.copy(os.path.join(t, "status.tid"), os.path.join(base, "daemon.tid"))
@@ -247,6 +487,8 @@ class World:
         self.status = self.T_files["status.tid"]
         self.timestamps = self.T_files["timestamps.log"].decode().split()
         self.T_chain = self.manifest(t, self.timestamps[-1])["chain"]
+        self.T_runs = sorted(n[:-6] for n in os.listdir(os.path.join(t, "repo/blobs/runs")))
+        assert self.T_runs == [c[:19] for c in self.T_chain], (self.T_runs, self.T_chain)
 
         # The clean cut.
         c = self.fresh("T", "ref-cut")
@@ -255,6 +497,17 @@ class World:
         assert len(self.cut) < len(self.data) and self.data.startswith(self.cut)
         self.tail = self.data[len(self.cut):]
         self.cut_index = index_content(os.path.join(c, "var/Data.fs.index"))
+        self.tail_name = "blobs.tail-%016x" % self.point
+        self.cut_blobs = tree(os.path.join(c, "var/blobs"))
+        self.cut_tail_blobs = tree(os.path.join(c, "var", self.tail_name))
+        # Exactly the files at or below the point stay (tmp/ emptied);
+        # the two above it and the crashed temporary went to the tail.
+        below = {k for k in self.blob_files if k[1] <= self.point}
+        assert len(below) == 6 and len([f for f in tree_files(self.cut_blobs)
+                                        if f.endswith(".blob")]) == 6, self.cut_blobs
+        assert len(tree_files(self.cut_tail_blobs)) == 4, self.cut_tail_blobs  # 2 + temp + .layout
+        self._check_blobs_with_zodb(os.path.join(c, "var/Data.fs"),
+                                    os.path.join(c, "var/blobs"), below)
 
         # R: a clean coherent (incremental) backup.
         r = os.path.join(base, "R")
@@ -263,13 +516,22 @@ class World:
         self.R = r
         self.R_files = snapshot(r)
         self.R_timestamps = self.R_files["timestamps.log"].decode().split()
+        stamp = self.manifest(r, self.R_timestamps[-1])["chain"][-1][:19]
+        self.R_run = blob_run(r, stamp)
+        assert set(self.R_run["merged"]) == below, self.R_run
 
-        # The clean restore: exactly the cut file, with the same index.
+        # The clean restore: exactly the cut file, with the same index, and
+        # the cut's blob files in a fresh blob directory.
         c = self.fresh("R", "ref-restore")
         ok(c, "restore", "--output-dir", "out")
         self.restored = read(c, "out/var/Data.fs")
         assert self.restored == self.cut, "a clean restore differs from a clean cut"
         self.restored_index = index_content(sp(c, "out/var/Data.fs.index"))
+        self.restored_blobs = tree(sp(c, "out/var/blobs"))
+        assert ({k: v for k, v in tree_files(self.restored_blobs).items() if k.endswith(".blob")}
+                == {k: v for k, v in tree_files(self.cut_blobs).items() if k.endswith(".blob")})
+        assert self.restored_blobs["tmp/"] is None and self.restored_blobs[".layout"][1] == b"bushy"
+        self._check_blobs_with_zodb(sp(c, "out/var/Data.fs"), sp(c, "out/var/blobs"), below)
 
         # S: R with a standby in out/ restored from the first (full) backup
         # run: `restore --incremental` appends the rest and cuts it.
@@ -281,6 +543,16 @@ class World:
         assert self.restored.startswith(self.standby) and len(self.standby) < len(self.restored)
         self.standby_count = zodb_opens(sp(st, "out/var/Data.fs"))[1]
         self.restored_count = zodb_opens(sp(c, "out/var/Data.fs"))[1]
+        self.standby_blobs = tree(sp(st, "out/var/blobs"))
+        assert 0 < len(tree_files(self.standby_blobs)) < len(tree_files(self.restored_blobs))
+
+    def _check_blobs_with_zodb(self, data_fs, blob_dir, records):
+        """ZODB reads every blob record's file of a clean result, each the
+        bytes it wrote (so a faulted run equal to this result is right)."""
+        before = tree(blob_dir)
+        _reachable, files = zodb_blobs(data_fs, blob_dir)
+        assert files == {k: self.blob_files[k] for k in records}, sorted(files)
+        assert tree(blob_dir) == before, "ZODB changed the blob directory it read"
 
     def fresh(self, template, name=None):
         """A new copy of template `T`, `R` or `S`."""
@@ -474,14 +746,106 @@ def check_repository(w, site, problems, label="nothing partial"):
                              % _n(n)))
 
 
+def _pool_key(rel):
+    """(oid, tid) of a pool file's relative path (bushy), or None."""
+    parts = rel.split("/")
+    m = re.match(r"^0x([0-9a-f]+)\.blob$", parts[-1])
+    if len(parts) != 9 or not m or not all(re.match(r"^0x[0-9a-f]{2}$", x) for x in parts[:8]):
+        return None
+    return int("".join(x[2:] for x in parts[:8]), 16), int(m.group(1), 16)
+
+
+def check_blob_repository(w, site, problems, label="nothing partial"):
+    """The blob part of the repository: every pool file under its final
+    name whole (the bytes ZODB wrote for its (oid, tid); one no manifest
+    names is allowed, a partial one never); every manifest under its final
+    name whole, its base runs there, each entry's pool file there with the
+    entry's size and crc32; every run the timestamp file names has the
+    blob run of its chain's last file. Temporaries (`.NAME.tmp-PID-N`) are
+    not counted."""
+    pool = sp(site, "repo/blobs/pool")
+    for d, _dirs, files in os.walk(pool):
+        for n in files:
+            if BLOB_TEMP.search(n):
+                continue
+            rel = os.path.relpath(os.path.join(d, n), pool)
+            key = _pool_key(rel)
+            if key not in w.blob_files:
+                problems.append((label, "repo/blobs/pool/%s is not a blob file of the site"
+                                 % _n(rel)))
+                continue
+            with open(os.path.join(d, n), "rb") as f:
+                b = f.read()
+            if b != w.blob_files[key]:
+                problems.append((label, "pool file %s holds %d bytes, not the %d ZODB wrote"
+                                 % (_n(rel), len(b), len(w.blob_files[key]))))
+    runs = listdir(site, "repo/blobs/runs")
+    for n in runs:
+        if BLOB_TEMP.search(n):
+            continue
+        if not n.endswith(".blobs"):
+            problems.append((label, "repo/blobs/runs/%s is not a blob manifest" % _n(n)))
+            continue
+        try:
+            m = parse_blob_manifest(read(site, "repo/blobs/runs/" + n))
+        except (ValueError, IndexError, UnicodeDecodeError) as e:
+            problems.append((label, "blob manifest %s is not whole (%s)" % (_n(n), e)))
+            continue
+        if m["base"] is not None and m["base"] + ".blobs" not in runs:
+            problems.append((label, "blob manifest %s adds to run %s, which has no manifest"
+                             % (_n(n), _n(m["base"]))))
+        for (oid, t), (size, crc) in sorted(m["entries"].items()):
+            d, f = bushy(oid, t)
+            b = maybe(site, "repo/blobs/pool/%s/%s" % (d, f))
+            if b is None:
+                problems.append((label, "blob manifest %s names pool file %s, which does not "
+                                 "exist" % (_n(n), _n(d + "/" + f))))
+            elif len(b) != size or zlib.crc32(b) != crc:
+                problems.append((label, "pool file %s does not match its entry in %s"
+                                 % (_n(d + "/" + f), _n(n))))
+    ts = maybe(site, "timestamps.log")
+    for run_name in (ts or b"").decode("utf-8", "replace").split():
+        try:
+            last = w.manifest(site, run_name)["chain"][-1]
+        except (OSError, ValueError, KeyError, IndexError):
+            continue  # check_repository says it
+        if last[:19] + ".blobs" not in runs:
+            problems.append((label, "run %s: its Data.fs backup %s has no blob run (a restore "
+                             "of it refuses)" % (_n(run_name), _n(last))))
+
+
+def check_pool_read_only(site, problems):
+    pool = sp(site, "repo/blobs/pool")
+    for d, _dirs, files in os.walk(pool):
+        for n in files:
+            mode = stat.S_IMODE(os.lstat(os.path.join(d, n)).st_mode)
+            if not BLOB_TEMP.search(n) and mode & 0o222:
+                problems.append("pool file %s is writable (mode %o)"
+                                % (_n(os.path.relpath(os.path.join(d, n), pool)), mode))
+
+
 def _n(name):
-    """A name with its run second replaced, so reports group."""
-    return TIDHEX.sub("TID", STAMP.sub("STAMP", TMP.sub(".tmp-PID-N", name)))
+    """A name with its run second, pids and TIDs replaced, so reports
+    group and sweeps compare: a bushy oid path `0x00/.../0x05` is `oid5`,
+    a blob file `0x03f1...blob` is named after its transaction (`t9.blob`),
+    `blobs.before-restore-<unix time>` is `blobs.before-restore-TIME`."""
+    name = TMP.sub(".tmp-PID-N", name)
+    name = PIDS.sub(lambda m: m.group(1) + "PID" + ("-N" if m.group(2) else ""), name)
+    name = BUSHY.sub(lambda m: "oid%d" % int(m.group(0).replace("0x", "").replace("/", ""), 16),
+                     name)
+    name = TIDREPR.sub(lambda m: TID_LABELS.get(m.group(0), m.group(0)), name)
+    name = UNIXTIME.sub("before-restore-TIME", name)
+    return TIDHEX.sub("TID", STAMP.sub("STAMP", name))
 
 
 class Command:
     """One command of the sweep: its template, its arguments, the checks of
     the state it may leave and of a finished job."""
+
+    # Whether the command names files after the current second (backup's
+    # runs and status copies, restore --force's kept files): only then
+    # must a case start early in a second (`start_early_in_a_second`).
+    per_second = True
 
     def __init__(self, name, template, args):
         self.name, self.template, self.args = name, template, args
@@ -493,8 +857,14 @@ class Command:
         """What is missing for the job to be done (empty: done)."""
         raise NotImplementedError
 
+    def failed(self, w, site):
+        """What an error exit (not a kill) must not leave, beyond `state`."""
+        return []
+
 
 class Cut(Command):
+    per_second = False  # the tails are named after the TID
+
     def __init__(self):
         super().__init__("cut", "T", ["cut"])
 
@@ -514,13 +884,57 @@ class Cut(Command):
             p.append(("removed bytes kept", "Data.fs is cut but no Data.fs.tail-* holds the "
                       "removed bytes"))
         check_index_beside(site, "var/Data.fs", "var/Data.fs.index", p, "nothing partial")
+        self._blob_state(w, site, p)
         return p
+
+    @staticmethod
+    def _blob_state(w, site, p):
+        """Every blob file above the point (and the crashed temporary) is
+        in the blob directory or in the tail, whole; files at or below it
+        are untouched; the files of tmp/ are there or gone; nothing else."""
+        live = tree(sp(site, "var/blobs")) or {}
+        tail = tree(sp(site, "var/" + w.tail_name)) or {}
+        moved = tree_files(w.cut_tail_blobs)
+        for rel, v in w.T_blobs.items():
+            if v is None:
+                continue  # directories: an emptied oid directory goes
+            if rel in moved and rel != ".layout":
+                if live.get(rel) is None and tail.get(rel) is None:
+                    p.append(("removed bytes kept", "%s is in neither var/blobs nor the tail"
+                              % _n(rel)))
+                for where, t in (("var/blobs", live), ("the tail", tail)):
+                    if t.get(rel) is not None and t[rel] != v:
+                        p.append(("nothing partial", "%s in %s is not the file it was (%s)"
+                                  % (_n(rel), where, tree_diff({rel: t[rel]}, {rel: v}))))
+            elif rel.startswith("tmp/"):
+                if live.get(rel) not in (None, v):
+                    p.append(("nothing partial", "var/blobs/%s changed" % _n(rel)))
+            elif live.get(rel) != v:
+                p.append(("data intact", "var/blobs/%s, at or below the point, %s"
+                          % (_n(rel), "is gone" if live.get(rel) is None else "changed")))
+        for rel, v in live.items():
+            if v is not None and rel not in w.T_blobs:
+                p.append(("nothing partial", "var/blobs/%s was not there before" % _n(rel)))
+        for rel, v in tail.items():
+            if v is None:
+                continue
+            if rel == ".layout":
+                if v != w.cut_tail_blobs[".layout"]:
+                    p.append(("nothing partial", "the tail's .layout holds %r, not %r"
+                              % (v[1], w.cut_tail_blobs[".layout"][1])))
+            elif rel not in moved:
+                p.append(("nothing partial", "the tail holds %s, which is no file a cut moves"
+                          % _n(rel)))
 
     def done(self, w, site, faulted=True):
         p = []
         if maybe(site, "var/Data.fs") != w.cut:
             p.append("Data.fs is not cut")
             return p
+        for rel, want in (("var/blobs", w.cut_blobs), ("var/" + w.tail_name, w.cut_tail_blobs)):
+            got, want = settled(tree(sp(site, rel))), settled(want)
+            if got != want:
+                p.append("%s is not a clean cut's (%s)" % (_n(rel), tree_diff(got, want)))
         if not os.path.exists(os.path.join(site, "var/Data.fs.index")):
             p.append("no Data.fs.index beside the cut file")
         else:
@@ -546,7 +960,12 @@ class Backup(Command):
             p.append(("data intact", "backup changed the Data.fs"))
         if maybe(site, "var/Data.fs.index") != w.index:
             p.append(("data intact", "backup changed the Data.fs.index"))
+        live = tree(sp(site, "var/blobs"))
+        if live != w.T_blobs:
+            p.append(("data intact", "backup changed the blob directory (%s)"
+                      % tree_diff(live, w.T_blobs)))
         check_repository(w, site, p)
+        check_blob_repository(w, site, p)
         return p
 
     def done(self, w, site, faulted=True):
@@ -583,8 +1002,23 @@ class Backup(Command):
             p.append("the run's manifest records no status file copy")
         elif maybe(site, sc) != w.status:
             p.append("the run's status file copy %s is missing or partial" % _n(sc))
+        try:
+            run = blob_run(site, chain[-1][:19]) if chain else None
+        except (OSError, ValueError, IndexError, UnicodeDecodeError) as e:
+            p.append("the new backup file has no whole blob run (%s)" % e)
+        else:
+            if run is None:
+                pass
+            elif run["merged"] != w.R_run["merged"]:
+                p.append("the blob run lists %d files, not the clean run's %d"
+                         % (len(run["merged"]), len(w.R_run["merged"])))
+            elif (run["layout"], run["point"]) != (w.R_run["layout"], w.R_run["point"]):
+                p.append("the blob run says layout %s point %s, not %s %s"
+                         % (run["layout"], run["point"], w.R_run["layout"], w.R_run["point"]))
+        check_pool_read_only(site, p)
         rep = []
         check_repository(w, site, rep)
+        check_blob_repository(w, site, rep)
         p.extend(d for _, d in rep)
         rc, out, err = tid(site, "restore", "--verify")
         if rc != 0:
@@ -596,6 +1030,11 @@ class Backup(Command):
             p.append("a default restore exits %s: %s" % (rc, first_line(err)))
         elif maybe(site, "done-check/var/Data.fs") != w.restored:
             p.append("a default restore does not give the backed-up state")
+        else:
+            got = settled(tree(sp(site, "done-check/var/blobs")))
+            if got != settled(w.restored_blobs):
+                p.append("a default restore does not give the backed-up blob directory (%s)"
+                         % tree_diff(got, w.restored_blobs))
         shutil.rmtree(chk, ignore_errors=True)
         return p
 
@@ -604,6 +1043,7 @@ class Restore(Command):
     def __init__(self, name, args, target, force):
         super().__init__(name, "R", args)
         self.target, self.force = target, force
+        self.per_second = force  # only a replaced file or directory is named by time
 
     def state(self, w, site):
         p = []
@@ -634,7 +1074,58 @@ class Restore(Command):
             if maybe(site, "var/Data.fs") != w.data:
                 p.append(("data intact", "a restore elsewhere changed var/Data.fs"))
         check_index_beside(site, self.target, self.target + ".index", p, "nothing partial")
+        self._blob_state(w, site, p)
         return p
+
+    def _blobs(self):
+        return os.path.dirname(self.target) + "/blobs"
+
+    def _kept_blobs(self, site):
+        """The kept-aside blob directories beside the target: {name: tree}."""
+        d = os.path.dirname(self.target)
+        return {n: tree(sp(site, d + "/" + n)) for n in listdir(site, d)
+                if n.startswith("blobs.before-restore-")}
+
+    def _blob_state(self, w, site, p):
+        """The target blob directory is absent, the old one, or exactly the
+        restored one; a replaced one is kept whole."""
+        target = self._blobs()
+        got = tree(sp(site, target))
+        if not self.force:
+            if got is not None and got != w.restored_blobs:
+                p.append(("nothing partial", "%s is neither absent nor the restored blob "
+                          "directory (%s)" % (target, tree_diff(got, w.restored_blobs))))
+            if tree(sp(site, "var/blobs")) != w.T_blobs:
+                p.append(("data intact", "a restore elsewhere changed var/blobs"))
+            return
+        kept = self._kept_blobs(site)
+        for n, t in sorted(kept.items()):
+            if t not in (w.T_blobs, w.restored_blobs):
+                p.append(("nothing partial", "var/%s is not a whole blob directory (%s)"
+                          % (_n(n), tree_diff(t, w.T_blobs))))
+        if got is not None and got not in (w.T_blobs, w.restored_blobs):
+            p.append(("data intact", "var/blobs is neither the old blob directory nor the "
+                      "restored one (%s)" % tree_diff(got, w.restored_blobs)))
+        if got != w.T_blobs and w.T_blobs not in kept.values():
+            p.append(("removed bytes kept", "var/blobs was replaced and the old one is kept "
+                      "nowhere (no blobs.before-restore-* holds it)"))
+
+    def failed(self, w, site):
+        """After an error exit (not a kill): all or nothing, the Data.fs
+        and its blob directory both as they were or both restored (with
+        --force, an old Data.fs beside the restored blobs lacks the files
+        above the point, and beside no blob directory lacks every one)."""
+        old = (w.data, w.T_blobs) if self.force else (None, None)
+        pair = (maybe(site, self.target), tree(sp(site, self._blobs())))
+        if pair in (old, (w.restored, w.restored_blobs)):
+            return []
+
+        def which(x, was, new):
+            return "absent" if x is None else "old" if x == was else \
+                "restored" if x == new else "other"
+        return [("all or nothing", "the failed restore left %s %s and %s %s" % (
+            self.target, which(pair[0], old[0], w.restored),
+            self._blobs(), which(pair[1], old[1], w.restored_blobs)))]
 
     def done(self, w, site, faulted=True):
         p = []
@@ -657,6 +1148,12 @@ class Restore(Command):
         last, _count = zodb_opens(sp(site, self.target))
         if last != w.point:
             p.append("ZODB's last TID is %d, not the point %d" % (last, w.point))
+        got, want = settled(tree(sp(site, self._blobs()))), settled(w.restored_blobs)
+        if got != want:
+            p.append("%s is not the restored blob directory (%s)"
+                     % (self._blobs(), tree_diff(got, want)))
+        if self.force and w.T_blobs not in self._kept_blobs(site).values():
+            p.append("the replaced blob directory is not kept")
         return p
 
 
@@ -679,6 +1176,7 @@ class Incremental(Restore):
         if repo_now != repo_then:
             p.append(("data intact", "restore changed the repository"))
         data = maybe(site, self.target)
+        self._standby_blobs(w, site, data, p)
         if data is None:
             return p + [("data intact", "the standby is gone")]
         if data == w.restored:
@@ -701,6 +1199,37 @@ class Incremental(Restore):
             return p
         check_index_beside(site, self.target, self.target + ".index", p, "nothing partial")
         return p
+
+    def failed(self, w, site):
+        # A standby's blob directory gets its new files first, invisible
+        # until the Data.fs grows: `state` checks that.
+        return []
+
+    def _standby_blobs(self, w, site, data, p):
+        """The standby's blob directory never loses a file it had; what
+        else it holds is a whole file of the run (temporaries aside); once
+        the appended database is visible, every file of it is there."""
+        target = self._blobs()
+        got = tree(sp(site, target))
+        if got is None:
+            p.append(("data intact", "the standby's blob directory is gone"))
+            return
+        for rel, v in w.standby_blobs.items():
+            if rel not in got or got[rel] != v:
+                p.append(("data intact", "the standby's %s/%s %s" % (
+                    target, _n(rel), "is gone" if rel not in got else "changed")))
+        for rel, v in got.items():
+            if rel in w.standby_blobs or BLOB_TEMP.search(os.path.basename(rel.rstrip("/"))):
+                continue
+            if w.restored_blobs.get(rel, False) != v:
+                p.append(("nothing partial", "%s/%s is not a whole file of the run (%s)"
+                          % (target, _n(rel), "not in the run" if rel not in w.restored_blobs
+                             else tree_diff({rel: v}, {rel: w.restored_blobs[rel]}))))
+        if data == w.restored:
+            lacking = sorted(set(tree_files(w.restored_blobs)) - set(tree_files(got)))
+            if lacking:
+                p.append(("nothing partial", "the appended database is visible but its blob "
+                          "files %s are missing" % ", ".join(_n(x) for x in lacking)))
 
     def _index_covers(self, w, site, p, allowed):
         """The index beside the standby, if any, covers one of `allowed`."""
@@ -743,20 +1272,35 @@ class Call:
 
 def _site_paths(syscall, args, site):
     """The site files a traced call touches, relative to the site."""
+    found = []
+    if syscall in PATH_CALLS:
+        # The first two quoted strings are paths (statx's struct is not
+        # quoted); a relative one is relative to the directory descriptor
+        # before it (`unlinkat(5</x/.blobs.restore-1-0>, "tmp", ...)`, as
+        # remove_dir_all calls it), or to the cwd (the site). An empty one
+        # (AT_EMPTY_PATH) names the descriptor itself.
+        call, _, result = args.rpartition(") = ")
+        if not call:
+            call, result = args, ""
+        base, quoted = site, 0
+        for m in ARG.finditer(call):
+            if m.group("cwd") is not None:
+                base = site
+            elif m.group("fd") is not None:
+                base = m.group("fd")
+            else:
+                quoted += 1
+                if quoted > 2:
+                    continue
+                q = m.group("q")
+                found.append(os.path.normpath(os.path.join(base, q)) if q else base)
+        found += FD_PATH.findall(result)  # openat's descriptor: the file opened
+    else:
+        found = FD_PATH.findall(args)
     out = []
-    for p in FD_PATH.findall(args):
+    for p in found:
         if p.startswith(site + "/"):
             out.append(short(site, p))
-    if syscall in PATH_CALLS:
-        # The first quoted strings are paths (statx's struct is not quoted).
-        for q in QUOTED.findall(args)[:2]:
-            if not q:
-                continue
-            if q.startswith("/"):
-                if q.startswith(site + "/"):
-                    out.append(short(site, q))
-            else:
-                out.append(short(site, os.path.normpath(os.path.join(site, q))))
     seen = []
     for o in out:
         if o not in seen:
@@ -870,11 +1414,12 @@ def start_early_in_a_second(room=0.6):
 
 def run_case(w, command, call, fault, room=0.6):
     """Injects `fault` at `call`, checks every promise, reruns, checks
-    again. The faulted run starts with at least `room` seconds left in
-    the current second."""
+    again. A command that names files per second starts its faulted run
+    with at least `room` seconds left in the current second."""
     r = Result(command, call, fault)
     site = w.fresh(command.template)
-    start_early_in_a_second(room)
+    if command.per_second:
+        start_early_in_a_second(room)
     log = site + ".trace"
     if fault == "SIGKILL":
         inject = "inject=%s:signal=SIGKILL:when=%d" % (call.syscall, call.n)
@@ -900,6 +1445,8 @@ def run_case(w, command, call, fault, room=0.6):
         if fault == "SIGKILL" and "is listed by no .dat" in detail:
             continue
         r.broken.append((promise, detail))
+    if rc not in (0, -9, 137, None):
+        r.broken.extend(command.failed(w, site))
     if rc == 0:
         for d in command.done(w, site):
             r.broken.append(("exit 0 = done", d))

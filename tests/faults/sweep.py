@@ -1,10 +1,11 @@
 """The full fault-injection sweep (`make faults`; docs/faults.md).
 
 For each command (cut, backup full / incremental / gzip, restore to a new
-output / --force), enumerates its calls under strace, then injects EIO,
-ENOSPC and SIGKILL at every file-changing call (EIO only at the calls that
-only look at a file: statx, newfstatat, read-only openat), one case at a
-time, and checks every promise after each. Prints one line per case, then
+output / --force / --incremental), on a site with a blob directory,
+enumerates its calls under strace, then injects EIO, ENOSPC and SIGKILL at
+every file-changing call (EIO only at the calls that only look at a file:
+statx, newfstatat, read-only openat), one case at a time, and checks every
+promise after each (the Data.fs's and the blob directory's). Prints one line per case, then
 "N cases, M broken promises" and the broken promises grouped by command,
 promise and what broke. Exit status 1 when any promise broke.
 
