@@ -103,7 +103,15 @@ pub fn execute_cut(plan: &CutPlan, discard: bool) -> Result<CutReport> {
             Err(e) => return Err(Error::io(&marker, e)),
         };
         // Written whole or not at all (a failed write must not leave an
-        // empty marker a rerun would take as written).
+        // empty marker a rerun would take as written); a temporary left by
+        // a killed cut goes.
+        let stale = format!(".{LAYOUT_MARKER}.tmp-");
+        for ent in std::fs::read_dir(&plan.tail_dir).map_err(|e| Error::io(&plan.tail_dir, e))? {
+            let ent = ent.map_err(|e| Error::io(&plan.tail_dir, e))?;
+            if ent.file_name().to_string_lossy().starts_with(&stale) {
+                std::fs::remove_file(ent.path()).map_err(|e| Error::io(&ent.path(), e))?;
+            }
+        }
         if current.as_deref().map(str::trim) != Some(plan.layout.name()) {
             let write = || -> io::Result<()> {
                 let mut tmp = fsutil::TempFile::beside(&marker)?;

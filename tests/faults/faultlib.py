@@ -922,6 +922,10 @@ class Cut(Command):
                 if v != w.cut_tail_blobs[".layout"]:
                     p.append(("nothing partial", "the tail's .layout holds %r, not %r"
                               % (v[1], w.cut_tail_blobs[".layout"][1])))
+            elif re.match(r"\.\.layout\.tmp-", rel):
+                # The marker's temporary, under no final name; a killed
+                # cut leaves it and the rerun removes it (see `done`).
+                continue
             elif rel not in moved:
                 p.append(("nothing partial", "the tail holds %s, which is no file a cut moves"
                           % _n(rel)))
