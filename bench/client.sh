@@ -1,12 +1,14 @@
 #!/bin/sh
 # The Python client's cost per commit (docs/bench-client.md): the daemon
 # (release build) on a free loopback port, then bench/client.py alternating
-# runs without and with the client. Arguments go to bench/client.py
-# (default: --commits 4000 --runs 4). BASELINE_REV=<git revision> adds a
-# third mode: the client package of that revision (e.g. the one before the
-# tags and the send coalescing), in the same alternation.
+# runs without and with the client, then paired blocks in one process, then
+# instrumented runs. Arguments go to bench/client.py (default: --commits
+# 4000 --runs 4; --zeo commits through two ZEO servers it starts).
+# BASELINE_REV=<git revision> adds a third mode: the client package of that
+# revision (e.g. main before this change), in the same alternation.
 #
-# Usage: [BASELINE_REV=REV] bench/client.sh [--commits N] [--runs N] [--profile]
+# Usage: [BASELINE_REV=REV] bench/client.sh [--commits N] [--runs N] [--zeo]
+#                                           [--paired-commits N] [--profile]
 set -eu
 cd "$(dirname "$0")/.."
 make --quiet venv

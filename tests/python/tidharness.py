@@ -352,6 +352,7 @@ class Recorder:
         self.data = b""
         self.lock = threading.Lock()
         self.conns = []
+        self.eofs = 0  # connections the peer closed (everything it sent was read)
         self.closed = False
         threading.Thread(target=self._accept, daemon=True).start()
 
@@ -371,6 +372,8 @@ class Recorder:
             except OSError:
                 return
             if not b:
+                with self.lock:
+                    self.eofs += 1
                 return
             with self.lock:
                 self.data += b

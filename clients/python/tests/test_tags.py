@@ -95,7 +95,9 @@ def test_every_commit_is_tagged_with_its_storages(tmp_path):
         undo = a.undoLog(0, 2)
     finally:
         m.close()
-    assert client.sender.stats()["dropped_begins"] > 0  # no daemon: BEGINs dropped, tags not
+    # No daemon: BEGINs dropped (by the sender thread, soon), tags not.
+    tidharness.wait_until(lambda: client.sender.stats()["dropped_begins"] > 0,
+                          what="BEGINs dropped")
     seen = {}
     for path, sid in ((tmp_path / "a.fs", ida), (tmp_path / "b.fs", idb)):
         txns = tags_of(str(path))

@@ -2,9 +2,11 @@
 
 Owns the public API (``install``, ``uninstall``, ``Client``) and the mapping
 from a commit to its notifications: which storages it touches and their ids,
-its transaction id, and which of BEGIN / COMMIT / ABORT / nothing it ends
-with. It must not block or raise into the application: the hooks are in
-``hook``, the socket in ``sender``.
+its transaction id, which of BEGIN / COMMIT / ABORT / nothing it ends
+with, and how soon its BEGIN must be out (queued, due before the first
+``tpc_finish``, or written at once: see ``sender``). It must not block or
+raise into the application: the hooks are in ``hook``, the socket and the
+queue in ``sender``.
 
 Usage::
 
@@ -38,6 +40,9 @@ __all__ = ["install", "uninstall", "installed", "Client", "default_storage_id",
 
 log = logging.getLogger("tidstorage_client")
 
+_get_ident = threading.get_ident
+_NoneType = type(None)
+
 
 def zeo_storage_id(addr, storage_name):
     """The id of a ZEO client of ``addr`` (as given to ClientStorage) for
@@ -66,6 +71,25 @@ def default_storage_id(storage):
     return None
 
 
+# How soon a commit's BEGIN must reach the daemon, per storage (the largest
+# wins): see sender's module documentation.
+_OWN = 0  # a FileStorage opened here, reported under its path: only this process writes it
+_LOCAL = 1  # a FileStorage under another id
+_REMOTE = 2  # anything else (ZEO): the commit waits on the network before tpc_finish
+
+
+def _kind(storage, sid):
+    from ZODB.FileStorage import FileStorage
+
+    if not isinstance(storage, FileStorage):
+        return _REMOTE
+    # Its lock file keeps every other process from writing it, and its id is
+    # its path, which no ZEO client reports.
+    if not storage.isReadOnly() and sid == os.path.abspath(storage._file_name):
+        return _OWN
+    return _LOCAL
+
+
 def default_client_id():
     """``<host>:<pid>``: unique among the processes of one site."""
     return "%s:%d" % (socket.gethostname(), os.getpid())
@@ -79,6 +103,7 @@ _clients = weakref.WeakSet()
 def _forget_client_ids():
     for c in list(_clients):
         c._cid = None
+        c._txns = {}
 
 
 if hasattr(os, "register_at_fork"):
@@ -89,9 +114,13 @@ class Client:
     """Turns commits into notifications; one per process."""
 
     def __init__(self, address, client_id=None, storage_id=None,
-                 reconnect_interval=1.0, max_queue_bytes=1 << 20, commit_delay=0.005):
+                 reconnect_interval=1.0, max_queue_bytes=1 << 20, commit_delay=0.005,
+                 max_queue=10000):
         self.sender = Sender(address, reconnect_interval=reconnect_interval,
-                             max_queue_bytes=max_queue_bytes, delay=commit_delay)
+                             max_queue_bytes=max_queue_bytes, delay=commit_delay,
+                             max_queue=max_queue)
+        if client_id:
+            wire.check_ids((client_id,))  # refused now, not at every commit
         self._client_id = client_id
         self._storage_id = storage_id or default_storage_id
         self._partial = 0
@@ -99,7 +128,12 @@ class Client:
         # id(storage) -> (weak reference, storage id or None): the id of a
         # storage is computed once (json.dumps, abspath: microseconds).
         self._sids = {}
+        # type of a resource's ``_storage`` -> whether the hook sees its
+        # tpc_finish (hook.follows)
+        self._followed = {}
+        self._names = {}  # sorted storage ids -> their names in tags (checked framable)
         self._cid = None  # the default client id, computed once per process
+        self._txns = {}  # (thread, depth) -> txn_of(): reset with _cid
         self._tag_failed = False
         _clients.add(self)
 
@@ -113,26 +147,50 @@ class Client:
             cid = self._cid = default_client_id()
         return cid
 
-    def transaction_id(self, depth=0):
+    def transaction_id(self, depth=0, thread=None):
         """``<client id>_<thread id hex>``: a thread reuses it for its next
         commit once this one ended, as the original product does. A commit
-        nested in another one on the same thread gets a ``.<depth>`` suffix."""
-        tid = "%s_%x" % (self.client_id, threading.get_ident())
+        nested in another one on the same thread gets a ``.<depth>`` suffix.
+        ``thread``: the ``threading.get_ident()`` of the committing thread
+        (default: this one)."""
+        if thread is None:
+            thread = threading.get_ident()
+        tid = "%s_%x" % (self.client_id, thread)
         return tid if not depth else "%s.%d" % (tid, depth)
 
-    def _sid(self, storage):
+    def txn_of(self, thread, depth):
+        """(transaction id, its framed bytes) of a commit of ``thread``
+        nested ``depth`` deep (cached: a thread reuses its id)."""
+        key = (thread, depth)
+        t = self._txns.get(key)
+        if t is None:
+            txn_id = self.transaction_id(depth, thread)
+            t = (txn_id, wire.field(txn_id))
+            if len(self._txns) > 10000:  # threads come and go
+                self._txns.clear()
+            self._txns[key] = t
+        return t
+
+    def _info(self, storage):
+        """(storage id, _kind) of a base storage, or None when it is not
+        tracked; computed once per storage object."""
         entry = self._sids.get(id(storage))
         if entry is not None and entry[0]() is storage:
             return entry[1]
         sid = self._storage_id(storage)
+        info = None if sid is None else (sid, _kind(storage, sid))
         try:
             ref = weakref.ref(storage)
         except TypeError:  # not weakly referenceable: not cached
-            return sid
+            return info
         if len(self._sids) > 1000:  # storages come and go (tests): forget the dead
             self._sids = {k: v for k, v in self._sids.items() if v[0]() is not None}
-        self._sids[id(storage)] = (ref, sid)
-        return sid
+        self._sids[id(storage)] = (ref, info)
+        return info
+
+    def _sid(self, storage):
+        info = self._info(storage)
+        return None if info is None else info[0]
 
     def storage_id_of_resource(self, rm):
         """(base storage, id) of a resource manager, or (None, None)."""
@@ -146,48 +204,87 @@ class Client:
     def begin(self, txn, depth=0):
         """Called at the start of the two-phase commit of ``txn`` (no resource
         can join any more, no ``tpc_begin`` has run): writes the commit's tag
-        into its extension, sends BEGIN and returns the commit record, or None
-        when no tracked storage is in it."""
+        into its extension, queues BEGIN and returns the commit record, or
+        None when no tracked storage is in it."""
+        # The hot path of every commit: lookups cached per storage object,
+        # per resource type and per set of storages; no I/O.
         storages = {}
+        kind = _OWN
+        unfollowed = False
+        cache = self._sids
+        followed = self._followed
         for rm in txn._resources:
             storage = getattr(getattr(rm, "_db", None), "storage", None)
-            if storage is not None:
-                sid = self._sid(storage)
-                if sid is not None:
-                    storages[id(storage)] = sid
+            if storage is None:
+                continue
+            entry = cache.get(id(storage))
+            info = entry[1] if entry is not None and entry[0]() is storage \
+                else self._info(storage)
+            if info is None:
+                continue
+            storages[id(storage)] = info[0]
+            if info[1] > kind:
+                kind = info[1]
+            # The hook sees this storage's tpc_finish only through ZODB's
+            # MVCC adapters (a Connection's, even while a savepoint has put a
+            # TmpStore in its _storage; an undo's once begun).
+            cls = type(getattr(rm, "_normal_storage", None))
+            if cls is _NoneType:
+                cls = type(getattr(rm, "_storage", None))
+            f = followed.get(cls)
+            if f is None:
+                f = followed[cls] = hook.follows(cls)
+            if not f:
+                unfollowed = True
         if not storages:
             return None
         ids = tuple(sorted(set(storages.values())))
+        names = self._names.get(ids)
+        if names is None:
+            wire.check_ids(ids)  # an id that cannot be framed is refused here
+            names = tag.storage_names(ids)
+            if len(self._names) < 10000:
+                self._names[ids] = names
         try:
-            txn.extension[tag.KEY] = tag.make(ids)
+            txn.extension[tag.KEY] = tag.make_named(names)
         except Exception:
             if not self._tag_failed:
                 self._tag_failed = True
                 log.warning("tidstorage client: cannot tag commits (their exact cut will "
                             "treat them as unknown); reporting goes on", exc_info=True)
-        rec = hook.CommitRecord(self, self.transaction_id(depth), storages, ids)
-        self.sender.send(wire.BEGIN, wire.encode_begin(rec.txn_id, ids))
+        rec = hook.CommitRecord(self, _get_ident(), depth, storages, ids)
+        if unfollowed:
+            # No hook at its tpc_finish: the BEGIN leaves before the commit.
+            self.sender.send_now(wire.BEGIN, rec)
+        else:
+            # Due at the first tpc_finish (the hook writes it there if the
+            # sender thread has not yet); the sender is woken for it when the
+            # commit will wait on the network meanwhile.
+            rec.due = True
+            rec.cork = kind == _OWN
+            self.sender.post(wire.BEGIN, rec, kind == _REMOTE)
         return rec
 
     def succeeded(self, rec):
-        missing = [s for s in rec.storage_ids() if s not in rec.finished]
-        if missing:
+        # finished holds some of ids' storages: the same length is all of them.
+        if len(rec.finished) != len(rec.ids):
+            missing = [s for s in rec.ids if s not in rec.finished]
             # Cannot happen with ZODB's adapters; if it does, a COMMIT naming
             # fewer storages keeps the transaction in flight at the daemon,
             # which is the safe way to say "unknown".
             log.error("tidstorage client: no TID captured for %s in %s; the daemon will hold "
                       "the point until it is restarted", ", ".join(missing), rec.txn_id)
-        self._send_commit(rec)
+        self.sender.post(wire.COMMIT, rec)
 
     def failed(self, rec):
         if not rec.started:
-            self.sender.send(wire.ABORT, wire.encode_abort(rec.txn_id))
+            self.sender.post(wire.ABORT, rec)
             return
         every = set(rec.storage_ids())
         if set(rec.finished) == every and rec.started == every:
             # Every tracked storage committed; what failed was another
             # resource manager. For the daemon the transaction is complete.
-            self._send_commit(rec)
+            self.sender.post(wire.COMMIT, rec)
             return
         with self._lock:
             self._partial += 1
@@ -199,11 +296,6 @@ class Client:
             "transaction in flight so no coherency point passes it. Stop the ZEO servers "
             "and run `tidstorage cut` to make the databases coherent again.",
             rec.txn_id, ", ".join(done) or "no storage for sure", ", ".join(notdone))
-
-    def _send_commit(self, rec):
-        # Not written at once: it goes with the next BEGIN in one send(2), or
-        # after ``commit_delay`` at the latest (docs/python-client.md).
-        self.sender.send_later(wire.COMMIT, wire.encode_commit(rec.txn_id, rec.finished))
 
     @property
     def partial_commits(self):
@@ -217,7 +309,7 @@ _install_lock = threading.Lock()
 
 
 def install(address, client_id=None, storage_id=None, reconnect_interval=1.0,
-            max_queue_bytes=1 << 20, wait=2.0, commit_delay=0.005):
+            max_queue_bytes=1 << 20, wait=2.0, commit_delay=0.005, max_queue=10000):
     """Starts reporting this process's commits to the daemon at ``address``
     (``"host:port"`` or a pair). Replaces an earlier installation.
 
@@ -227,16 +319,24 @@ def install(address, client_id=None, storage_id=None, reconnect_interval=1.0,
     ``reconnect_interval``: seconds between two connection attempts.
     ``wait``: seconds to wait for the first connection attempt, so the first
     commits are not missed (0: do not wait). ``commit_delay``: seconds a
-    COMMIT may wait to share a write with the next BEGIN (0: written at
-    once).
+    COMMIT may wait to be written with other notifications (0: written at
+    once). ``max_queue``: notifications the committing threads may queue
+    before the background thread encodes them (a committing thread finding
+    the queue full empties it itself). ``max_queue_bytes``: encoded
+    notifications not written yet (while the daemon is unreachable or slow);
+    when full, the oldest are dropped.
     """
     with _install_lock:
         client = Client(address, client_id=client_id, storage_id=storage_id,
                         reconnect_interval=reconnect_interval,
-                        max_queue_bytes=max_queue_bytes, commit_delay=commit_delay)
+                        max_queue_bytes=max_queue_bytes, commit_delay=commit_delay,
+                        max_queue=max_queue)
         previous = hook.patch(client)
         if previous is not None:
             previous.close(timeout=0.5)
+        # Only now may BEGINs wait in the kernel (sender): nothing is written
+        # on the previous connection any more to overtake them.
+        client.sender.may_cork = True
     if wait:
         client.sender.wait_first_attempt(wait)
     return client

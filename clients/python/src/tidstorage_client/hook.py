@@ -5,7 +5,7 @@ Owns the two patches and the per-thread record of the commit in progress:
 * ``transaction._transaction.Transaction._commitResources`` is wrapped. It
   runs after the before-commit hooks (so every database they joined is among
   the resources) and it *is* the two-phase commit: the commit's tag is
-  written into its extension and BEGIN is sent just before it starts (no
+  written into its extension and BEGIN is queued just before it starts (no
   resource can join any more, no ``tpc_begin`` has sent the metadata),
   COMMIT or ABORT (or, for a partial commit, nothing) once it returned or
   raised.
@@ -14,7 +14,13 @@ Owns the two patches and the per-thread record of the commit in progress:
   it hands the storage's own ``tpc_finish`` a callback that the storage calls
   with the TID it assigned, under its commit lock. That is the only exact
   source of a commit's TID: asking the storage afterwards for its last
-  transaction may return another thread's.
+  transaction may return another thread's. It is also where a BEGIN that is
+  due (``CommitRecord.due``, see ``sender``) is written, if the sender
+  thread has not yet, before the first storage finishes.
+
+The hooks run on every commit of the application: they only look up cached
+values, format the tag and append to the sender's queue; the encoding and
+the writing happen on the sender's thread.
 
 It must never let an exception of its own reach the application, never hide
 or alter one of the commit's, and never guess an outcome: a failure after
@@ -30,19 +36,42 @@ _local = threading.local()
 
 
 class CommitRecord:
-    """One commit in progress on this thread."""
+    """One commit in progress on this thread; also the queued notification
+    (the sender encodes it from these fields on its own thread)."""
 
-    __slots__ = ("txn_id", "storages", "ids", "started", "finished", "client")
+    __slots__ = ("client", "thread", "depth", "_txn", "storages", "ids", "started",
+                 "finished", "due", "cork")
 
-    def __init__(self, client, txn_id, storages, ids=None):
+    def __init__(self, client, thread, depth, storages, ids):
         self.client = client
-        self.txn_id = txn_id
+        self.thread = thread  # threading.get_ident() of the committing thread
+        self.depth = depth  # how many commits this one is nested in
+        self._txn = None  # (transaction id, its framed bytes), when first needed
         # storage object id -> storage id, for the adapter hook
         self.storages = storages
         # the sorted storage ids, without repeats
-        self.ids = ids if ids is not None else tuple(sorted(set(storages.values())))
+        self.ids = ids
         self.started = set()
         self.finished = {}
+        # True while the BEGIN is queued and must be written before the
+        # first tpc_finish (the sender clears it once written or dropped).
+        self.due = False
+        # True when its storages are all written by this process alone: the
+        # committing thread's write of the BEGIN may stay corked (sender).
+        self.cork = False
+
+    @property
+    def txn_id(self):
+        return self.txn[0]
+
+    @property
+    def txn(self):
+        """(transaction id, framed): formatted when first needed, by the
+        sender thread usually."""
+        t = self._txn
+        if t is None:
+            t = self._txn = self.client.txn_of(self.thread, self.depth)
+        return t
 
     def storage_ids(self):
         return list(self.ids)
@@ -61,23 +90,23 @@ def current_commit():
     return s[-1] if s else None
 
 
-def _u64(tid):
-    return int.from_bytes(tid, "big")
-
-
 def _noop(tid):
     pass
 
 
 def _adapter_tpc_finish(original):
     def tpc_finish(self, transaction, func=_noop):
-        stack = getattr(_local, "stack", None)
-        if not stack:
+        try:
+            rec = _local.stack[-1]
+        except (AttributeError, IndexError):  # no commit of ours on this thread
             return original(self, transaction, func)
-        rec = stack[-1]
         sid = rec.storages.get(id(getattr(self, "_storage", None)))
         if sid is None:
             return original(self, transaction, func)
+        if rec.due:
+            # The BEGIN must be out before any storage of the commit
+            # finishes; the sender thread did not get to it yet.
+            rec.client.sender.begin_due(rec)
         rec.started.add(sid)
         captured = []
 
@@ -87,8 +116,8 @@ def _adapter_tpc_finish(original):
 
         result = original(self, transaction, record)
         tid = captured[-1] if captured else result
-        if isinstance(tid, bytes) and len(tid) == 8:
-            value = _u64(tid)
+        if tid.__class__ is bytes and len(tid) == 8:
+            value = int.from_bytes(tid, "big")
             # Two connections to one storage in one transaction: the later TID.
             if value > rec.finished.get(sid, -1):
                 rec.finished[sid] = value
@@ -101,30 +130,34 @@ def _adapter_tpc_finish(original):
 
 def _commit_resources(original):
     def _commitResources(self, *args, **kw):
-        rec = None
+        client = _installed_client
+        if client is None:
+            return original(self, *args, **kw)
         try:
-            client = _active_client()
-            if client is not None:
-                rec = client.begin(self, depth=len(_stack()))
+            stack = _local.stack
+        except AttributeError:
+            stack = _local.stack = []
+        try:
+            rec = client.begin(self, len(stack))
         except Exception:
             log.warning("tidstorage client: cannot report this commit's start; the commit "
                         "goes on", exc_info=True)
             rec = None
         if rec is None:
             return original(self, *args, **kw)
-        _stack().append(rec)
+        stack.append(rec)
         try:
             result = original(self, *args, **kw)
         except BaseException:
-            _stack().pop()
+            stack.pop()
             try:
-                rec.client.failed(rec)
+                client.failed(rec)
             except Exception:
                 log.warning("tidstorage client: cannot report a failed commit", exc_info=True)
             raise
-        _stack().pop()
+        stack.pop()
         try:
-            rec.client.succeeded(rec)
+            client.succeeded(rec)
         except Exception:
             log.warning("tidstorage client: cannot report a commit", exc_info=True)
         return result
@@ -132,6 +165,15 @@ def _commit_resources(original):
     _commitResources.__wrapped__ = original
     _commitResources.__tidstorage_hook__ = True
     return _commitResources
+
+
+def follows(cls):
+    """Whether a storage of class ``cls`` (a resource manager's ``_storage``)
+    commits through the adapters whose ``tpc_finish`` is hooked."""
+    from ZODB import mvccadapter
+
+    return isinstance(cls, type) and issubclass(
+        cls, (mvccadapter.MVCCAdapterInstance, mvccadapter.UndoAdapterInstance))
 
 
 _installed_client = None

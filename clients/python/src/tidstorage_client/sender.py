@@ -1,69 +1,154 @@
 """One-way, buffered, never-blocking connection to the tidstorage daemon.
 
-Owns the socket, the queue of notifications not yet written, and the
-background thread that (re)connects and drains what the kernel would not
-take at once. It must never block or raise in an application thread: a
-``send`` is an append plus one non-blocking ``send(2)``; everything that can
-wait (connecting, waiting for the socket to drain, noticing the daemon hung
-up) happens on the background thread.
+Owns the socket, the two queues of notifications not yet written, and the
+background thread that encodes them, writes them, (re)connects and drains
+what the kernel would not take at once. It must never block or raise in an
+application thread: there, a notification is one ``deque.append`` of a
+small tuple (atomic, no lock) and, at most, a one-byte write that wakes the
+background thread. The encoding and the ``send(2)`` happen on the
+background thread, except when a BEGIN is due before it could (below).
+
+The two queues, oldest first:
+
+* the *inbox*: what the application threads appended, not encoded yet,
+  each entry ``(kind, record)`` (a ``hook.CommitRecord``). Bounded by
+  ``max_queue`` entries: an application thread finding it full empties it
+  itself (the encoding and a non-blocking write, under the lock), which only
+  happens when the background thread could not run for ``max_queue``
+  notifications.
+* the *output*: encoded notifications the kernel has not taken yet, each
+  ``(kind, bytes)``, the first possibly half-written. Bounded by
+  ``max_queue_bytes``: the oldest go first when full.
 
 Delivery rules (why they are safe, see docs/python-client.md):
 
-* A BEGIN is only worth sending before the commit's storages finish: a late
-  BEGIN would give the daemon a floor above TIDs the transaction already
-  took. So BEGINs are dropped while disconnected, and dropped from the queue
-  when the connection is lost, even if half-written.
-* A COMMIT or ABORT is always worth sending: it ends a transaction the daemon
-  may be holding in flight, and for one it never saw begin it only raises
-  what the daemon knows. So they wait in a bounded queue across reconnects,
-  and one cut by a lost connection is sent again whole.
-* When the queue is full the oldest notifications go first; dropping in that
-  order never keeps a BEGIN whose COMMIT was dropped.
-* A COMMIT is not written at once (``send_later``): it waits, at most
-  ``delay`` seconds (5 ms), for the next BEGIN, and both leave in one
-  ``send(2)``. Back-to-back commits then cost one system call each instead
-  of two. Holding a COMMIT back only holds the point back (never unsafe);
-  the background thread writes it when ``delay`` passes with no BEGIN.
+* A BEGIN gives the daemon the commit's floor on each storage (what it knew
+  when the BEGIN arrived), so it must arrive before the daemon learns any
+  TID those storages give after this commit's. Such a TID comes from a
+  commit that took a storage's commit lock after this one released it, in
+  its ``tpc_finish``, possibly in another process, possibly in the process
+  that opens the files after this one died. So a BEGIN is *due*
+  (``rec.due``) at the commit's first ``tpc_finish``: by then it must be in
+  the kernel (a process killed after that still has it delivered). The hook
+  calls ``begin_due`` there; if the background thread has not written it,
+  the committing thread writes everything queued up to it. Which thread
+  writes depends on the commit (``Client.begin`` classifies it):
+  - remote (ZEO: ``tpc_vote`` waits on the network): the background thread
+    is woken and writes it during that wait;
+  - local FileStorages: no such wait; handing the write over would cost
+    the committing thread more than making it (GIL hand-overs inside the
+    commit, docs/bench-client.md), so it writes the BEGIN itself, once,
+    with the notifications queued before it. When every storage
+    is one this process alone writes (opened here under its lock file,
+    reported under its path: every later TID of them comes through this
+    socket, after this BEGIN) and the daemon is on this host, that write is
+    corked (TCP_CORK): in the kernel, delivered even if the process is
+    killed (the kernel sends it before the FIN), but the daemon is not woken
+    for each commit; the background thread pushes it at its next turn, at
+    most ``delay`` later. (A crash of the whole host takes the daemon with
+    it; its bootstrap then covers what it never heard of. With a daemon on
+    another host a lost host could lose a corked BEGIN the daemon still
+    needs: not corked then.)
+  - a commit the hook cannot follow to its ``tpc_finish`` (a resource
+    manager that is not a ZODB connection): ``send_now`` writes its BEGIN
+    before the commit starts, as the client always did.
+* BEGINs are dropped while disconnected, and dropped from the output when
+  the connection is lost, even if half-written (a BEGIN on a new
+  connection could arrive after the commit finished).
+* A COMMIT or ABORT is always worth sending: it ends a transaction the
+  daemon may be holding in flight, and for one it never saw begin it only
+  raises what the daemon knows. So they wait in the output across
+  reconnects, and one cut by a lost connection is sent again whole.
+* Everything leaves in the order it was appended, on one connection (a
+  thread's next BEGIN reuses the id of its previous COMMIT).
+* When the output is full the oldest notifications go first; dropping in
+  that order never keeps a BEGIN whose COMMIT was dropped.
+* Wake-ups (``post``): after something was queued the background thread
+  naps at most ``delay`` seconds (5 ms), then sleeps until woken. An urgent
+  BEGIN (a remote commit's) wakes it unless it is awake; a COMMIT, an ABORT
+  or a local commit's BEGIN wakes it only from the long sleep (or at once
+  with ``delay`` 0). A COMMIT is thus written at most ``delay`` after its
+  commit, usually with the next BEGIN in one ``send(2)``; holding it back
+  only holds the point back (never unsafe).
 """
 
 import collections
-import itertools
+import ipaddress
 import logging
 import os
 import select
 import socket
 import threading
 import time
+import weakref
 
 from . import wire
 
 log = logging.getLogger("tidstorage_client")
 
 _SEND_FLAGS = getattr(socket, "MSG_NOSIGNAL", 0)
+_TCP_CORK = getattr(socket, "TCP_CORK", None)  # Linux
+
+# What the background thread is doing, read by application threads to
+# decide whether to wake it.
+_AWAKE = 0  # running: it looks at the inbox again before it sleeps
+_NAP = 1  # sleeping at most ``delay``: only an urgent BEGIN wakes it
+_SLEEP = 2  # sleeping until woken: anything wakes it
+
+_POLLIN = select.POLLIN | select.POLLPRI
+_POLLERR = select.POLLERR | select.POLLHUP | select.POLLNVAL
+
+
+# Every Sender, for the fork hook (weak: closed ones go away).
+_senders = weakref.WeakSet()
+
+
+def _after_fork_in_child():
+    for s in list(_senders):
+        s._after_fork()
+
+
+if hasattr(os, "register_at_fork"):
+    os.register_at_fork(after_in_child=_after_fork_in_child)
+
+
+def _is_loopback(host):
+    try:
+        return ipaddress.ip_address(host.split("%")[0]).is_loopback
+    except ValueError:
+        return False
 
 
 class Sender:
     def __init__(self, address, reconnect_interval=1.0, max_queue_bytes=1 << 20,
-                 connect_timeout=5.0, delay=0.005):
+                 connect_timeout=5.0, delay=0.005, max_queue=10000):
         self.address = wire.parse_address(address)
         self.delay = max(0.0, float(delay))
+        # The deepest sleep in which a COMMIT, an ABORT or a BEGIN that is
+        # not urgent leaves the thread (deeper, it is woken): with delay 0,
+        # none (they are written at once).
+        self._lazy = _NAP if self.delay else _AWAKE
         self.reconnect_interval = float(reconnect_interval)
         self.max_queue_bytes = int(max_queue_bytes)
+        self.max_queue = max(1, int(max_queue))
         self.connect_timeout = float(connect_timeout)
+        # Whether a BEGIN may wait corked in the kernel (``install`` allows it
+        # once the previous client's connection is closed).
+        self.may_cork = False
         self._init_state()
-        if hasattr(os, "register_at_fork"):
-            os.register_at_fork(after_in_child=self._after_fork)
+        _senders.add(self)
 
     def _init_state(self):
         self._lock = threading.Lock()
         self._changed = threading.Condition(self._lock)
+        self._inbox = collections.deque()  # (kind, CommitRecord), appended lock-free
+        self._state = _AWAKE
+        self._urgent = False  # an urgent BEGIN was appended since the thread last looked
+        self._posted = False  # something was appended since the thread last looked
         self._sock = None
+        self._loopback = False  # the daemon is on this host
+        self._corked = False  # TCP_CORK is set on the socket: written bytes wait
         self._queue = collections.deque()  # (kind, bytes); the first may be half-sent
-        self._pending = []  # (kind, bytes) held back by send_later, in order
-        # When the background thread next queues what is pending. Set by the
-        # first send_later after it fired (one wake-up per quiet period, not
-        # one per commit), cleared only when it fires.
-        self._deadline = None
         self._offset = 0
         self._queued_bytes = 0
         self._ever_connected = False
@@ -73,6 +158,8 @@ class Sender:
         self._dropped_begins = 0
         self._dropped_full = 0
         self._writes = 0  # send(2) calls, for tests and benchmarks
+        self._inline = 0  # BEGINs the committing thread had to write itself
+        self._helped = 0  # times an application thread emptied a full inbox
         self._flush_waiters = 0  # threads in flush(): only they need a notify
         self._closed = False
         self._wake_r, self._wake_w = socket.socketpair()
@@ -83,9 +170,17 @@ class Sender:
         self._thread.start()
 
     def _after_fork(self):
-        # The parent's socket and thread are not ours: start afresh.
-        if not self._closed:
-            self._init_state()
+        # The parent's socket, queues and thread are not ours: start afresh,
+        # closing our copies of its descriptors (the parent keeps its own).
+        if self._closed:
+            return
+        for s in (self._sock, self._wake_r, self._wake_w):
+            if s is not None:
+                try:
+                    s.close()
+                except OSError:
+                    pass
+        self._init_state()
 
     def __repr__(self):
         return "<tidstorage_client.Sender %s:%d>" % self.address
@@ -96,48 +191,66 @@ class Sender:
 
     # -- application threads -------------------------------------------------
 
-    def send_later(self, kind, data):
-        """Holds a COMMIT back until the next ``send`` (one write for
-        both) or ``delay`` seconds at the latest; never a system call here
-        except to arm the background thread's timer once per quiet period."""
-        if not self.delay:
-            return self.send(kind, data)
-        try:
-            with self._lock:
-                if self._closed:
-                    return
-                self._pending.append((kind, data))
-                arm = self._deadline is None
-                if arm:
-                    self._deadline = time.monotonic() + self.delay
-            if arm:
+    def post(self, kind, rec, urgent=False):
+        """Queues one notification of ``rec`` (a ``hook.CommitRecord``);
+        ``urgent`` for a due BEGIN the background thread should write soon
+        (the commit waits on the network before its first ``tpc_finish``).
+        No lock, no system call unless the background thread must be woken."""
+        inbox = self._inbox
+        if len(inbox) >= self.max_queue:
+            self._help()
+        inbox.append((kind, rec))
+        self._posted = True  # keeps the thread napping while posts come
+        if urgent:
+            self._urgent = True
+            if self._state != _AWAKE:
+                self._state = _AWAKE
                 self._wake()
-        except Exception:
-            log.debug("tidstorage client: send failed", exc_info=True)
+        elif self._state > self._lazy:
+            self._state = _AWAKE
+            self._wake()
 
-    def send(self, kind, data):
-        """Queues one notification (after those held back by ``send_later``)
-        and writes what the kernel takes now, in one system call."""
+    def begin_due(self, rec):
+        """Called by the committing thread at its first ``tpc_finish`` while
+        ``rec.due``: writes (or drops, when disconnected) everything queued
+        up to and including the commit's BEGIN, if the background thread
+        has not yet."""
         try:
             with self._lock:
-                if self._closed:
-                    return
-                if self._pending:
-                    self._promote_locked()
-                if self._sock is None:
-                    if kind == wire.BEGIN:
-                        self._dropped_begins += 1
-                        return
-                    self._enqueue(kind, data)
-                    return
-                self._enqueue(kind, data)
-                self._flush_locked()
+                if rec.due:
+                    self._inline += 1
+                    self._drain_locked(rec.cork)
+                    # Its entry was in the inbox (appended by this thread
+                    # before) and the inbox is now empty: rec.due is False,
+                    # unless a bug lost it; then it was never sent.
+                    rec.due = False
+        except Exception:
+            rec.due = False
+            log.debug("tidstorage client: writing a BEGIN failed", exc_info=True)
+
+    def send_now(self, kind, rec):
+        """Queues one notification and writes everything queued from this
+        thread at once (a BEGIN the hook cannot make due)."""
+        try:
+            with self._lock:
+                self._inbox.append((kind, rec))
+                self._drain_locked()
                 leftover = bool(self._queue) and self._sock is not None
             if leftover:
                 self._wake()
         except Exception:
-            # Never into the commit; a bug here must not cost the application.
             log.debug("tidstorage client: send failed", exc_info=True)
+
+    def _help(self):
+        # The inbox is full: the background thread could not run for
+        # max_queue notifications. Bound the memory from this thread.
+        try:
+            with self._lock:
+                if len(self._inbox) >= self.max_queue:
+                    self._helped += 1
+                    self._drain_locked()
+        except Exception:
+            log.debug("tidstorage client: emptying the queue failed", exc_info=True)
 
     def connected(self):
         with self._lock:
@@ -168,17 +281,19 @@ class Sender:
         """Waits (bounded) until every queued notification was written."""
         end = time.monotonic() + timeout
         with self._lock:
-            self._promote_locked()
-        self._wake()
-        with self._lock:
             self._flush_waiters += 1
             try:
-                while self._queue and not self._closed:
+                while not self._closed:
+                    if not self._inbox and not self._queue:
+                        self._push_locked()
+                        return True
+                    self._state = _AWAKE
+                    self._wake()
                     left = end - time.monotonic()
                     if left <= 0:
                         return False
                     self._changed.wait(min(left, 0.05))
-                return not self._queue
+                return not self._inbox and not self._queue
             finally:
                 self._flush_waiters -= 1
 
@@ -201,16 +316,46 @@ class Sender:
         self._wake_w.close()
 
     def stats(self):
+        """Counters (what is still in the inbox is not counted yet)."""
         with self._lock:
             return {
                 "connected": self._sock is not None,
-                "queued": len(self._queue) + len(self._pending),
+                "queued": len(self._inbox) + len(self._queue),
                 "dropped_begins": self._dropped_begins,
                 "dropped_queue_full": self._dropped_full,
                 "writes": self._writes,
+                "begins_written_inline": self._inline,
+                "queue_full_helped": self._helped,
             }
 
     # -- under the lock ------------------------------------------------------
+
+    def _drain_locked(self, cork=False):
+        """Encodes the inbox into the output, in order, and writes what the
+        kernel takes now (leaving it corked if ``cork`` and allowed)."""
+        inbox = self._inbox
+        connected = self._sock is not None
+        begun = []
+        try:
+            while inbox:
+                kind, rec = inbox.popleft()
+                if kind is wire.BEGIN:
+                    begun.append(rec)
+                    if not connected:
+                        self._dropped_begins += 1
+                        continue
+                    data = wire.begin_frame(rec.txn[1], rec.ids)
+                elif kind is wire.COMMIT:
+                    data = wire.commit_frame(rec.txn[1], rec.ids, rec.finished)
+                else:
+                    data = wire.abort_frame(rec.txn[1])
+                self._enqueue(kind, data)
+            if self._queue and connected:
+                self._flush_locked(cork)
+        finally:
+            # Only now: a committing thread seeing due False may finish.
+            for rec in begun:
+                rec.due = False
 
     def _enqueue(self, kind, data):
         if len(data) > self.max_queue_bytes:
@@ -243,25 +388,29 @@ class Sender:
         self._queue.append((kind, data))
         self._queued_bytes += len(data)
 
-    def _promote_locked(self):
-        """Moves what ``send_later`` held back into the queue, in order."""
-        pending, self._pending = self._pending, []
-        for kind, data in pending:
-            self._enqueue(kind, data)
-
-    def _flush_locked(self):
+    def _flush_locked(self, cork=False):
+        """Writes the output as far as the kernel takes it. With ``cork`` (a
+        committing thread's BEGIN of a commit on its own FileStorages, the
+        daemon on this host), the bytes may wait corked in the kernel: they
+        are in it (a killed process still has them delivered), and the
+        daemon is not woken for each commit; the next write or the
+        background thread's next turn pushes them."""
         sock = self._sock
+        hold = cork and self.may_cork and self._loopback
+        if sock is not None and hold and not self._corked:
+            if not self._set_cork(sock, 1):
+                return
         while self._queue and sock is not None:
             if self._offset or len(self._queue) == 1:
                 buf = memoryview(self._queue[0][1])[self._offset:]
             else:
                 # Several whole notifications: one system call for all.
-                buf = b"".join([d for _, d in itertools.islice(self._queue, 0, 256)])
+                buf = b"".join([d for _, d in self._queue])
             self._writes += 1
             try:
                 n = sock.send(buf, _SEND_FLAGS)
             except (BlockingIOError, InterruptedError):
-                return
+                break
             except OSError as e:
                 self._lost_locked(e)
                 return
@@ -271,9 +420,23 @@ class Sender:
                 self._queued_bytes -= len(data)
                 self._offset -= len(data)
             if n < len(buf):
-                return  # the kernel is full: the background thread waits for it
-        if not self._queue and self._flush_waiters:
-            self._changed.notify_all()
+                break  # the kernel is full: the background thread waits for it
+        if self._corked and not hold and self._sock is sock:
+            self._push_locked()
+
+    def _push_locked(self):
+        """Sends what waits corked in the kernel."""
+        if self._corked and self._sock is not None:
+            self._set_cork(self._sock, 0)
+
+    def _set_cork(self, sock, on):
+        try:
+            sock.setsockopt(socket.IPPROTO_TCP, _TCP_CORK, on)
+        except OSError as e:
+            self._lost_locked(e)
+            return False
+        self._corked = bool(on)
+        return True
 
     def _lost_locked(self, why):
         if self._sock is not None:
@@ -282,6 +445,7 @@ class Sender:
             except OSError:
                 pass
         self._sock = None
+        self._corked = False
         kept = collections.deque(
             (k, d) for k, d in self._queue if k != wire.BEGIN)
         self._dropped_begins += len(self._queue) - len(kept)
@@ -298,6 +462,7 @@ class Sender:
                 "commits go on unreported; retrying every %gs",
                 self.addr_text, why, self.reconnect_interval)
         self._changed.notify_all()
+        self._wake()  # lost from an application thread: the timer restarts
 
     # -- the background thread -----------------------------------------------
 
@@ -315,44 +480,81 @@ class Sender:
             pass
 
     def _run(self):
+        # worked: something was queued since the last sleep (nap, not sleep)
+        loop = {"worked": True}
         while True:
-            with self._lock:
-                if self._closed:
-                    return
-                now = time.monotonic()
-                if self._deadline is not None and now >= self._deadline:
-                    self._deadline = None
-                    self._promote_locked()
-                    if self._sock is not None:
-                        self._flush_locked()
-                sock = self._sock
-                want_write = sock is not None and bool(self._queue)
-                delay = max(0.0, self._next_attempt - now)
-                timer = 5.0 if self._deadline is None else max(0.0, self._deadline - now)
-            if sock is None:
-                if delay > 0:
-                    try:
-                        select.select([self._wake_r], [], [], min(delay, timer))
-                    except (OSError, ValueError):
-                        return
-                    self._drain_wake()
-                    continue
-                self._connect()
-                continue
             try:
-                r, w, _ = select.select(
-                    [sock, self._wake_r], [sock] if want_write else [], [], timer)
-            except (OSError, ValueError):
-                # The socket was closed under us by a loss in send().
-                continue
-            if self._wake_r in r:
+                if self._step(loop):
+                    return
+            except Exception:
+                # Never let the thread die: the application would stop
+                # being reported without a word.
+                log.exception("tidstorage client: internal error; reporting goes on")
+                time.sleep(0.1)
+
+    def _step(self, loop):
+        """One turn of the background thread; True when closed."""
+        self._urgent = False
+        if self._posted:
+            # Committing threads may have written it all themselves (at their
+            # tpc_finish): nap on all the same, so that their next COMMIT
+            # need not wake us.
+            self._posted = False
+            loop["worked"] = True
+        with self._lock:
+            if self._closed:
+                return True
+            if self._inbox:
+                loop["worked"] = True
+                self._drain_locked()
+            # What committing threads left corked leaves now, at most one
+            # nap after it was written.
+            self._push_locked()
+            if self._flush_waiters and not self._inbox and not self._queue:
+                self._changed.notify_all()
+            sock = self._sock
+            want_write = sock is not None and bool(self._queue)
+            now = time.monotonic()
+            reconnect_in = max(0.0, self._next_attempt - now)
+        if sock is None and reconnect_in <= 0:
+            self._connect()
+            return False
+        # Announce the sleep, then look once more: an application thread
+        # appending after this line sees the state and wakes us.
+        if loop["worked"] and self.delay:
+            self._state = _NAP
+            timeout = self.delay
+        else:
+            self._state = _SLEEP
+            timeout = None
+        if self._urgent or (self._inbox and (timeout is None or not self.delay)):
+            self._state = _AWAKE
+            return False
+        if sock is None:
+            timeout = reconnect_in if timeout is None else min(timeout, reconnect_in)
+        wake_fd = self._wake_r.fileno()
+        try:
+            poller = select.poll()
+            poller.register(wake_fd, _POLLIN)
+            if sock is not None:
+                poller.register(sock, _POLLIN | (select.POLLOUT if want_write else 0))
+            events = poller.poll(None if timeout is None else timeout * 1000.0)
+        except (OSError, ValueError):
+            events = []  # interrupted, or the socket was closed under us by a loss
+        self._state = _AWAKE
+        loop["worked"] = False
+        for fd, ev in events:
+            if fd == wake_fd:
                 self._drain_wake()
-            if sock in r:
-                self._read(sock)
-            if w:
-                with self._lock:
-                    if self._sock is sock:
-                        self._flush_locked()
+            elif self._sock is sock:
+                if ev & (_POLLIN | _POLLERR):
+                    self._read(sock)
+                if ev & select.POLLOUT:
+                    with self._lock:
+                        if self._sock is sock:
+                            self._flush_locked()
+                    loop["worked"] = True
+        return False
 
     def _read(self, sock):
         # The daemon answers nothing we send; readable means it hung up
@@ -380,6 +582,7 @@ class Sender:
                 raise ConnectionRefusedError("nothing listens (self-connection refused)")
             sock.setsockopt(socket.IPPROTO_TCP, socket.TCP_NODELAY, 1)
             sock.setblocking(False)
+            loopback = _TCP_CORK is not None and _is_loopback(sock.getpeername()[0])
         except OSError as e:
             with self._lock:
                 self._attempts += 1
@@ -398,6 +601,8 @@ class Sender:
                 sock.close()
                 return
             self._sock = sock
+            self._loopback = loopback
+            self._corked = False
             if self._ever_connected or self._down_logged:
                 log.warning(
                     "tidstorage client: reconnected to the tidstorage daemon at %s%s",

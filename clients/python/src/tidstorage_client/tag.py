@@ -76,8 +76,12 @@ _time = time.time
 
 def make(storage_ids):
     """A fresh tag naming ``storage_ids`` (a tuple of storage id strings)."""
-    return "1 %016x %x %s" % (_getrandbits(64), int(_time() * 1000),
-                             storage_names(storage_ids))
+    return make_named(storage_names(storage_ids))
+
+
+def make_named(names):
+    """A fresh tag from ``storage_names(ids)`` (the hook caches those)."""
+    return "1 %016x %x %s" % (_getrandbits(64), int(_time() * 1000), names)
 
 
 class Tag:

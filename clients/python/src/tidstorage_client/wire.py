@@ -18,12 +18,14 @@ class FramingError(ValueError):
     """An id that cannot be sent (it contains a newline)."""
 
 
-def _field(text):
+def field(text):
+    """The framed bytes of one id, or FramingError."""
     if "\n" in text or "\r" in text:
         raise FramingError("id %r contains a line break; it cannot be framed" % (text,))
     return text.encode("utf-8") + b"\n"
 
 
+_field = field
 _lists = {}
 
 
@@ -38,21 +40,44 @@ def _list(storage_ids):
     return data
 
 
+def check_ids(storage_ids):
+    """Raises FramingError now for a tuple of storage ids that cannot be
+    framed (cached, as ``_list``), so that the sender never meets one."""
+    _list(storage_ids)
+
+
+# The sender's forms: ``txn``, a transaction id already framed by ``field``
+# (the client caches it per thread); ``ids``, a sorted tuple of storage ids.
+
+def begin_frame(txn, ids):
+    return b"BEGIN\n" + txn + _list(ids)
+
+
+def commit_frame(txn, ids, tids):
+    """``tids``: storage id -> TID (int) for some or all of ``ids``; sent
+    sorted by storage id."""
+    if len(tids) != len(ids):
+        ids = tuple(sorted(tids))
+    return b"COMMIT\n" + txn + _list(ids) + b"".join([b"%d\n" % tids[s] for s in ids])
+
+
+def abort_frame(txn):
+    return b"ABORT\n" + txn
+
+
 def encode_begin(txn_id, storage_ids):
-    return b"BEGIN\n" + _field(txn_id) + _list(tuple(storage_ids))
+    return begin_frame(_field(txn_id), tuple(storage_ids))
 
 
 def encode_commit(txn_id, tids):
     """``tids``: a dict storage id -> TID (int), or (storage id, TID) pairs;
     sent sorted by storage id."""
-    pairs = sorted(tids.items() if isinstance(tids, dict) else tids)
-    keys = tuple(s for s, _ in pairs)
-    return (b"COMMIT\n" + _field(txn_id) + _list(keys)
-            + b"".join([b"%d\n" % t for _, t in pairs]))
+    tids = dict(tids)
+    return commit_frame(_field(txn_id), tuple(sorted(tids)), tids)
 
 
 def encode_abort(txn_id):
-    return _field(ABORT) + _field(txn_id)
+    return abort_frame(_field(txn_id))
 
 
 def parse_address(address, default_port=9001):
