@@ -62,7 +62,7 @@ sed 's/repo-t/repo-f/' "$W/t.toml" >"$W/f.toml"
 # The full copy against its floors, side by side: md5sum (a repozo .dat
 # needs the md5 of every byte) and cp + sync (the bytes made durable), then
 # a full backup and the restore of that backup, on the file as it is now,
-# whose pages are cached (as after bench/work's generator wrote it). The
+# whose pages are cached (the generator just wrote it). The
 # restore runs twice: on the repository file as the backup left it (not
 # cached: the backup keeps what it writes out of the page cache, so the
 # restore reads it from the disk while it writes), then with that file
@@ -92,6 +92,11 @@ floor_rounds() {
     done
     rm -rf "$W/repo-f" "$W/out-f" "$W/Data.fs.index"
 }
+row() { printf '| %s | %s | %s | %s |\n' "$1" "$2" "$3" "$(echo "scale=2; $2 / $3" | bc)"; }
+grow() { # appends big.fs[$1, $2) to Data.fs
+    dd if="$W/big.fs" iflag=skip_bytes,count_bytes skip="$1" count=$(($2 - $1)) bs=1M status=none >>"$W/Data.fs"
+}
+
 FLOORS=$(floor_rounds)
 CP=$(secs cp "$W/Data.fs" "$W/cp.fs")
 rm "$W/cp.fs"

@@ -3,9 +3,11 @@
 # multi-GB files after a crash, the exact cut (default) against the cut at
 # the point (--at-point), and against ZODB's own open of the crashed files.
 #
-# Usage: bench/exactcut.sh [SIZE] [TAIL]   (defaults 4G and 3000)
+# Usage: bench/exactcut.sh [SIZE] [TAIL] [MIX]   (defaults 4G, 3000 and
+# gen_datafs's default object-size mix)
 # SIZE is the three databases' old history together (examples/gen_datafs,
-# untagged, SIZE/3 each); TAIL the tagged commits above the point
+# untagged, SIZE/3 each, MIX as its --mix, e.g. 200:70,2000:29,50000:1 for
+# mostly small objects as in bench/index.sh); TAIL the tagged commits above the point
 # (bench/exactcut_gen.py: real ZODB and the project's client; docs there).
 # ROUNDS=N (default 3) repeats each timing, interleaved; TORN=1 also
 # leaves a torn transaction at the end of one file (the crash cut a
@@ -18,6 +20,7 @@ set -euo pipefail
 cd "$(dirname "$0")/.."
 SIZE=${1:-4G}
 TAIL=${2:-3000}
+MIX=${3:-}
 ROUNDS=${ROUNDS:-3}
 TORN=${TORN:-}
 PY=${TIDSTORAGE_PYTHON:-.venv/bin/python}
@@ -38,7 +41,7 @@ echo "generating 3 x $PART bytes of old history, then $TAIL tagged commits above
 t0=$(date +%s.%N)
 seed=1
 for n in a b c; do
-    $G "$W/$n/Data.fs" "$PART" --root --seed $seed >/dev/null
+    $G "$W/$n/Data.fs" "$PART" --root --seed $seed ${MIX:+--mix "$MIX"} >/dev/null
     seed=$((seed + 1))
 done
 t1=$(date +%s.%N)
@@ -175,7 +178,7 @@ for n in a b c; do
     total_size=$((total_size + $(gen size $n)))
     total_tail=$((total_tail + $(gen tail_bytes $n)))
 done
-echo "3 Data.fs, $total_size bytes in all, $total_tail of them above the point ($(echo "$GEN" | sed -n 's/.*"commits_above_point": \([0-9]*\).*/\1/p') commits); ${TORN:+a torn transaction ends c, }a 'c' record ends b; $(nproc) cores, load $(cut -d' ' -f1-3 /proc/loadavg); warm page cache; $ROUNDS rounds"
+echo "3 Data.fs, $total_size bytes in all${MIX:+ (old history: mix $MIX)}, $total_tail of them above the point ($(echo "$GEN" | sed -n 's/.*"commits_above_point": \([0-9]*\).*/\1/p') commits); ${TORN:+a torn transaction ends c, }a 'c' record ends b; $(nproc) cores, load $(cut -d' ' -f1-3 /proc/loadavg); warm page cache; $ROUNDS rounds"
 echo
 echo "| storage | size | bytes above the point | transactions above the point | kept by the exact cut | kept by --at-point | removed by the exact cut, and why |"
 echo "|---|---|---|---|---|---|---|"

@@ -157,13 +157,6 @@ impl Repository {
             check_link(&p, l, n, Some(&sum))?;
             total += n;
         }
-        out.flush().map_err(|e| Error {
-            path: out_path.to_path_buf(),
-            kind: ErrorKind::IoDoing {
-                doing: "cannot write the restored data to",
-                error: e,
-            },
-        })?;
         Ok(total)
     }
 

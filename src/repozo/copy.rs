@@ -3,11 +3,12 @@
 //!
 //! md5 is the slowest part of a copy, so one thread does nothing but hash
 //! while two others read and write (and decompress or compress): a copy
-//! costs about its md5 when a second core is free. Buffers are recycled, so memory stays at a few MiB
-//! whatever the file size, and what a copy writes (and a restore reads
-//! from the repository) is kept out of the page cache ([`WritebackFile`],
-//! `DropBehind`); the live Data.fs a backup reads is left cached. Must
-//! not decide names or write anything but the writer it is given.
+//! costs about its md5 when a second core is free. Buffers are recycled,
+//! so memory stays at a few MiB whatever the file size, and what a copy
+//! writes (and a restore reads from the repository) is kept out of the
+//! page cache ([`WritebackFile`], `DropBehind`); the live Data.fs a backup
+//! reads is left cached. Must not decide names or write anything but the
+//! writer it is given.
 
 use std::fs::File;
 use std::io::{self, BufRead, BufReader, Read, Write};
@@ -26,9 +27,6 @@ use super::GZIP_LEVEL;
 const CHUNK: usize = 1 << 20;
 /// Chunks in flight between the threads of a copy.
 const DEPTH: usize = 8;
-/// Alignment of chunk buffers and of direct writes (see [`WritebackFile`]):
-/// a page, which covers every block device's logical block size in use.
-const ALIGN: usize = 4096;
 
 pub use crate::progress::{NoProgress, Progress};
 
@@ -36,28 +34,27 @@ pub fn hex(d: &[u8]) -> String {
     d.iter().map(|b| format!("{b:02x}")).collect()
 }
 
-/// A chunk buffer of CHUNK bytes starting at an [`ALIGN`]ed address, so
-/// that it can be written with `O_DIRECT`, and the count of bytes filled.
+/// A chunk buffer of CHUNK bytes (zeroed once, then recycled) and the
+/// count of bytes filled.
 struct Chunk {
     mem: Vec<u8>,
-    start: usize,
     len: usize,
 }
 
 impl Chunk {
     fn new() -> Chunk {
-        // Zeroed once; never reallocated, so the aligned start stays valid.
-        let mem = vec![0u8; CHUNK + ALIGN];
-        let start = mem.as_ptr().align_offset(ALIGN);
-        Chunk { mem, start, len: 0 }
+        Chunk {
+            mem: vec![0u8; CHUNK],
+            len: 0,
+        }
     }
 
     fn space(&mut self) -> &mut [u8] {
-        &mut self.mem[self.start..self.start + CHUNK]
+        &mut self.mem
     }
 
     fn bytes(&self) -> &[u8] {
-        &self.mem[self.start..self.start + self.len]
+        &self.mem[..self.len]
     }
 }
 
@@ -69,12 +66,12 @@ impl Chunk {
 ///
 /// md5 is the slowest part of a copy (about 650 MB/s per core here), so
 /// the hasher does nothing else; the read copy, the write, compression or
-/// decompression run on the other two threads, which mostly wait for the
-/// disk (a restore reads a repository file that is not cached while it
-/// writes the output straight to the disk: in one thread, the two waits in
-/// a row were slower than the md5). Each chunk is passed on by value
-/// (reader, hasher, writer, back to the reader), so no two threads ever
-/// share one; at most `DEPTH` chunks exist.
+/// decompression run on the other two threads, which also wait for the
+/// disk on their own (a restore reads a repository file that is not
+/// cached while its writes wait for writeback: in one thread, the two
+/// waits in a row were slower than the md5). Each chunk is passed on by
+/// value (reader, hasher, writer, back to the reader), so no two threads
+/// ever share one; at most `DEPTH` chunks exist.
 fn pipeline(
     mut fill: impl FnMut(&mut [u8]) -> io::Result<usize> + Send,
     mut drain: impl FnMut(&[u8]) -> io::Result<()>,
@@ -176,17 +173,15 @@ pub fn copy_range(
             progress.advance(b.len() as u64);
             Ok(())
         })?;
-        enc.finish()?.flush()?;
+        enc.finish()?;
         md5
     } else {
         let mut w = WritebackFile::new(out, 0);
-        let md5 = pipeline(fill, |b| {
+        pipeline(fill, |b| {
             w.write_all(b)?;
             progress.advance(b.len() as u64);
             Ok(())
-        })?;
-        w.flush()?;
-        md5
+        })?
     };
     out.flush()?;
     Ok(md5)
@@ -195,33 +190,28 @@ pub fn copy_range(
 /// Dirty bytes after which the kernel is asked to start writing them.
 const WRITEBACK: u64 = 16 << 20;
 
-/// A file written sequentially from offset `start` (call `flush` at the
-/// end), kept out of the page cache: a copy holds a few MiB of it whatever
-/// the file size, instead of evicting what the live databases need with
-/// pages nobody reads again (a backup file is read back only at restore, a
-/// restored file by its ZEO server, later), and the final fsync has little
-/// left to wait for.
+/// A file written sequentially from offset `start` through the page cache
+/// with "drop-behind": every [`WRITEBACK`] bytes the kernel is asked to
+/// start writing the window just written, waits for the window before it
+/// (started one window earlier: usually done by now) and drops that one's
+/// pages. None of this is a durability point: the caller's fsync is.
 ///
-/// While every write is aligned (offset, length and buffer: the copies'
-/// chunks are, except a file's last one), the file is written with
-/// `O_DIRECT`, from the caller's buffer straight to the disk: no page
-/// cache page to fill, no copy. From the first write that is not aligned
-/// (or where the filesystem refuses `O_DIRECT`), it is written through the
-/// page cache with "drop-behind": every [`WRITEBACK`] bytes the kernel is
-/// asked to start writing the window just written, waits for the window
-/// before it (started one window earlier: usually done by now) and drops
-/// that one's pages. Either way the final fsync is what makes the file
-/// durable; none of this is a durability point. On an error the file's
-/// flags may keep `O_DIRECT`: callers discard such a file.
+/// So a copy of any size holds at most two windows of the page cache,
+/// instead of evicting what the live databases need with pages nobody reads
+/// again soon (a backup file is read back at restore, a restored file by
+/// its ZEO server, later); the final fsync has little left to wait for; and
+/// the copy keeps writing into the same few recycled pages. That matters
+/// here: writing 1 GB into fresh page-cache pages cost 2.9 s of system time
+/// on this project's machine against 0.4 s on recycled ones (a virtual
+/// machine whose free memory is handed back to the host, so that every
+/// fresh page faults in the host), time taken on the core the md5 needs.
 ///
-/// Why it matters for speed: writing 1 GB through the page cache cost 0.4 s
-/// of system time on recycled pages and 2.9 s on fresh ones on this
-/// project's machine (a virtual machine whose free memory is handed back to
-/// the host, so that every fresh page faults in the host), time taken on
-/// the core the md5 thread needs.
+/// (`O_DIRECT` writes were tried too: 0.1 to 0.2 s less CPU per GB when
+/// the source is cached, but one synchronous write at a time made a
+/// backup from an uncached source, or a restore, 1.2 to 1.5 times slower
+/// than through the page cache, where writeback keeps the disk busy.)
 pub struct WritebackFile<'a> {
     file: &'a mut File,
-    direct: bool,
     written: u64,
     /// Writeback started for everything before it.
     flushed: u64,
@@ -232,45 +222,17 @@ pub struct WritebackFile<'a> {
 impl<'a> WritebackFile<'a> {
     /// `file` positioned at `start` (where the writes go).
     pub fn new(file: &'a mut File, start: u64) -> WritebackFile<'a> {
-        let direct = start % ALIGN as u64 == 0 && set_direct(file, true);
         WritebackFile {
             file,
-            direct,
             written: start,
             flushed: start,
             dropped: start,
         }
     }
-
-    /// Leaves `O_DIRECT` for good: the rest goes through the page cache.
-    fn buffered(&mut self) {
-        self.direct = false;
-        set_direct(self.file, false);
-        self.flushed = self.written;
-        self.dropped = self.written;
-    }
 }
 
 impl Write for WritebackFile<'_> {
     fn write(&mut self, buf: &[u8]) -> io::Result<usize> {
-        if self.direct {
-            let aligned = buf.as_ptr() as usize % ALIGN == 0
-                && buf.len() % ALIGN == 0
-                && self.written % ALIGN as u64 == 0;
-            if aligned {
-                match self.file.write(buf) {
-                    Ok(n) => {
-                        self.written += n as u64;
-                        return Ok(n);
-                    }
-                    // A block size larger than ALIGN, or a filesystem that
-                    // takes O_DIRECT at open but not for this write.
-                    Err(e) if e.raw_os_error() == Some(libc::EINVAL) => {}
-                    Err(e) => return Err(e),
-                }
-            }
-            self.buffered();
-        }
         let n = self.file.write(buf)?;
         self.written += n as u64;
         if self.written - self.flushed >= WRITEBACK {
@@ -284,33 +246,8 @@ impl Write for WritebackFile<'_> {
         Ok(n)
     }
 
-    /// Also ends direct mode, so the file goes back to the caller with
-    /// its flags as they were: call it when done writing.
     fn flush(&mut self) -> io::Result<()> {
-        if self.direct {
-            self.buffered();
-        }
         self.file.flush()
-    }
-}
-
-/// Turns `O_DIRECT` on or off on `f`; false when the filesystem refuses it
-/// (tmpfs on older kernels, some network filesystems).
-fn set_direct(f: &File, on: bool) -> bool {
-    use std::os::unix::io::AsRawFd;
-    let fd = f.as_raw_fd();
-    // SAFETY: plain fcntl calls on a valid fd; no memory is passed.
-    unsafe {
-        let flags = libc::fcntl(fd, libc::F_GETFL);
-        if flags < 0 {
-            return false;
-        }
-        let flags = if on {
-            flags | libc::O_DIRECT
-        } else {
-            flags & !libc::O_DIRECT
-        };
-        libc::fcntl(fd, libc::F_SETFL, flags) == 0
     }
 }
 
@@ -643,74 +580,41 @@ mod tests {
         }
     }
 
-    fn o_direct_is_set(f: &File) -> bool {
-        use std::os::unix::io::AsRawFd;
-        // SAFETY: F_GETFL on a valid fd.
-        let flags = unsafe { libc::fcntl(f.as_raw_fd(), libc::F_GETFL) };
-        flags & libc::O_DIRECT != 0
-    }
-
     #[test]
-    fn writeback_file_writes_aligned_then_unaligned_bytes_in_order() {
+    fn writeback_file_writes_every_byte_in_order_over_many_windows() {
         let dir = tempfile::tempdir().unwrap();
         let path = dir.path().join("out");
         let mut f = File::create(&path).unwrap();
-        let mut chunk = Chunk::new();
         let mut want = Vec::new();
         let mut w = WritebackFile::new(&mut f, 0);
-        // Aligned chunks (direct where the filesystem allows it), then a
-        // short one and more full chunks at unaligned offsets (a chain's
-        // second file), more than one drop-behind window in all.
-        let sizes = [CHUNK, CHUNK, 12345, CHUNK, ALIGN, 1];
-        for (i, n) in sizes.iter().chain([CHUNK; 20].iter()).enumerate() {
-            let space = chunk.space();
-            for (j, b) in space[..*n].iter_mut().enumerate() {
-                *b = (i * 31 + j * 7) as u8;
-            }
-            chunk.len = *n;
-            w.write_all(chunk.bytes()).unwrap();
-            want.extend_from_slice(chunk.bytes());
+        // Writes of every size, more than three drop-behind windows in all.
+        let sizes = [CHUNK, 12345, 1, 4096];
+        for i in 0..(4 * WRITEBACK as usize / CHUNK + 8) {
+            let n = sizes[i % sizes.len()];
+            let b: Vec<u8> = (0..n).map(|j| (i * 31 + j * 7) as u8).collect();
+            w.write_all(&b).unwrap();
+            want.extend_from_slice(&b);
         }
-        assert!(!w.direct, "an unaligned write ends direct mode");
         w.flush().unwrap();
-        assert!(!o_direct_is_set(&f));
         drop(f);
         assert_eq!(std::fs::read(&path).unwrap(), want);
     }
 
     #[test]
-    fn copies_leave_the_file_without_o_direct() {
+    fn a_restore_writer_takes_backup_files_back_to_back() {
         let dir = tempfile::tempdir().unwrap();
-        let src_path = dir.path().join("src");
-        // Whole chunks only: every write could be direct.
-        let data: Vec<u8> = (0..2 * CHUNK).map(|i| (i % 253) as u8).collect();
-        std::fs::write(&src_path, &data).unwrap();
-        let src = File::open(&src_path).unwrap();
-        let out_path = dir.path().join("out");
-        let mut out = File::create(&out_path).unwrap();
-        let sum = copy_range(&src, 0, data.len() as u64, &mut out, false, &NoProgress).unwrap();
-        assert!(!o_direct_is_set(&out));
-        // The caller may go on writing anything through its file.
-        out.write_all(b"x").unwrap();
-        drop(out);
-        assert_eq!(sum, md5_of(&data));
-        let mut got = std::fs::read(&out_path).unwrap();
-        assert_eq!(got.pop(), Some(b'x'));
-        assert_eq!(got, data);
-        // A restore's writer: two backup files back to back, the second
-        // starting at an unaligned offset, then flushed.
-        let part = dir.path().join("part");
-        std::fs::write(&part, &data[..CHUNK + 100]).unwrap();
+        let data: Vec<u8> = (0..2 * CHUNK + 5).map(|i| (i % 253) as u8).collect();
+        let (a, b) = (dir.path().join("a"), dir.path().join("b"));
+        std::fs::write(&a, &data[..CHUNK + 100]).unwrap();
+        std::fs::write(&b, &data[CHUNK + 100..]).unwrap();
         let mut f = File::create(dir.path().join("restored")).unwrap();
         let mut w = WritebackFile::new(&mut f, 0);
-        for p in [&part, &src_path] {
+        for p in [&a, &b] {
             read_backup(p, false, Some(&mut w), &NoProgress).unwrap();
         }
         w.flush().unwrap();
-        assert!(!o_direct_is_set(&f));
-        let mut want = data[..CHUNK + 100].to_vec();
-        want.extend_from_slice(&data);
-        assert_eq!(std::fs::read(dir.path().join("restored")).unwrap(), want);
+        drop(f);
+        assert_eq!(std::fs::read(dir.path().join("restored")).unwrap(), data);
     }
 
     #[test]
