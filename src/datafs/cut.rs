@@ -217,13 +217,6 @@ impl DataFs {
     /// one above `tid` (a damaged file whose backward walk kept too much;
     /// found by fuzzing). Damage inside data records is `verify`'s job.
     fn headers_disagree(&self, end: u64, tid: Tid) -> Result<bool, Error> {
-        // Only `cut` and `restore` call this, on files no ZODB writes to
-        // (locked, or a restore's own temporary file): nothing before `end`
-        // changes while it runs.
-        self.sequential(FIRST_TXN, end, || self.walk_headers(end, tid))
-    }
-
-    fn walk_headers(&self, end: u64, tid: Tid) -> Result<bool, Error> {
         let mut pos = FIRST_TXN;
         let mut previous: Option<Tid> = None;
         while pos < end {

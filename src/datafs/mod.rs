@@ -289,6 +289,9 @@ pub struct DataFs {
 
 /// Bytes a sequential scan reads at once ([`DataFs::sequential`]).
 const WINDOW: usize = 64 << 10;
+/// A read further than this after the previous one goes to the file
+/// instead of refilling the window.
+const JUMP: u64 = 4 << 10;
 
 /// The read-ahead window of a sequential scan of `[lo, hi)`: `buf` holds
 /// the file's bytes from `at`; `next` is where the last read ended.
@@ -397,8 +400,10 @@ impl DataFs {
         }
         let inside = pos >= w.at && pos + len <= w.at + w.buf.len() as u64;
         if !inside {
-            // A jump over a large record: read just what is asked.
-            if pos >= w.next + (WINDOW / 2) as u64 || pos < w.next.saturating_sub(WINDOW as u64) {
+            // A jump over a record of more than a few KiB: reading the
+            // window would copy more than it saves; read just what is
+            // asked.
+            if pos >= w.next + JUMP || pos < w.next.saturating_sub(WINDOW as u64) {
                 w.next = pos + len;
                 return false;
             }
