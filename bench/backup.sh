@@ -5,6 +5,9 @@
 # Usage: bench/backup.sh [SIZE] [DELTA] [MIX]   (defaults 2G, 20M and
 # gen_datafs's default object-size mix; MIX as gen_datafs's --mix, e.g.
 # 200:70,2000:29,50000:1 for mostly small objects as in bench/index.sh)
+# FLOOR_ROUNDS=N (default 3): rounds of the full copy against its floors
+# (the last table), each round md5sum, cp + sync, a full backup and its
+# restore (twice: see floor_rounds), one after the other on the same file.
 #
 # Needs the test virtualenv (make venv) for repozo. Works in bench/work/
 # (gitignored), removed at the end. Every tool starts without a
@@ -17,6 +20,7 @@ cd "$(dirname "$0")/.."
 SIZE=${1:-2G}
 DELTA=${2:-20M}
 MIX=${3:-}
+FLOOR_ROUNDS=${FLOOR_ROUNDS:-3}
 PY=${TIDSTORAGE_PYTHON:-.venv/bin/python}
 REPOZO=$(dirname "$PY")/repozo
 W=bench/work/backup
@@ -51,14 +55,49 @@ data_fs = "Data.fs"
 repository = "repo-t"
 EOF
 sed 's/repo-t/repo-tz/' "$W/t.toml" >"$W/tz.toml"
+sed 's/repo-t/repo-f/' "$W/t.toml" >"$W/f.toml"
 
 # shellcheck source=bench/lib.sh
 . bench/lib.sh
+# The full copy against its floors, side by side: md5sum (a repozo .dat
+# needs the md5 of every byte) and cp + sync (the bytes made durable), then
+# a full backup and the restore of that backup, on the file as it is now,
+# whose pages are cached (the generator just wrote it). The
+# restore runs twice: on the repository file as the backup left it (not
+# cached: the backup keeps what it writes out of the page cache, so the
+# restore reads it from the disk while it writes), then with that file
+# read into the page cache first, like the floors' source. One markdown
+# row per round; ratios are to the slower floor of the same round.
+floor_rounds() {
+    local r load md5 cps floor fb fr frw
+    for r in $(seq "$FLOOR_ROUNDS"); do
+        load=$(cut -d' ' -f1 /proc/loadavg)
+        md5=$(secs md5sum "$W/Data.fs")
+        cps=$(secs sh -c "cp $W/Data.fs $W/cp.fs && sync $W/cp.fs")
+        rm "$W/cp.fs"
+        floor=$(echo "if ($md5 > $cps) $md5 else $cps" | bc)
+        rm -rf "$W/repo-f" "$W/out-f" "$W/Data.fs.index"
+        mkdir -p "$W/repo-f" "$W/out-f"
+        fb=$(secs $T -c "$W/f.toml" backup --no-server --full)
+        fr=$(secs $T -c "$W/f.toml" restore --no-cut --output-dir "$W/out-f" --date 2099-12-31)
+        cmp "$(find "$W/out-f" -name Data.fs)" "$W/Data.fs"
+        rm -rf "$W/out-f"
+        mkdir -p "$W/out-f"
+        cat "$W"/repo-f/*.fs >/dev/null
+        frw=$(secs $T -c "$W/f.toml" restore --no-cut --output-dir "$W/out-f" --date 2099-12-31)
+        printf '| %s | %s | %.2f | %.2f | %.2f | %.2f | %.2f | %.2f | %.2f | %.2f |\n' "$r" "$load" \
+            "$md5" "$cps" "$fb" "$(echo "scale=3; $fb / $floor" | bc)" \
+            "$fr" "$(echo "scale=3; $fr / $floor" | bc)" \
+            "$frw" "$(echo "scale=3; $frw / $floor" | bc)"
+    done
+    rm -rf "$W/repo-f" "$W/out-f" "$W/Data.fs.index"
+}
 row() { printf '| %s | %s | %s | %s |\n' "$1" "$2" "$3" "$(echo "scale=2; $2 / $3" | bc)"; }
 grow() { # appends big.fs[$1, $2) to Data.fs
     dd if="$W/big.fs" iflag=skip_bytes,count_bytes skip="$1" count=$(($2 - $1)) bs=1M status=none >>"$W/Data.fs"
 }
 
+FLOORS=$(floor_rounds)
 CP=$(secs cp "$W/Data.fs" "$W/cp.fs")
 rm "$W/cp.fs"
 CPS=$(secs sh -c "cp $W/Data.fs $W/cp.fs && sync $W/cp.fs")
@@ -133,3 +172,10 @@ echo "gzip backup sizes: ours (level 1) $(du -b "$W"/repo-tz/*.fsz | cut -f1) by
 echo
 echo "ZODB read-only open of the restored file ($(stat -c %s "$RESTORED") bytes, $TXNS transactions, $OIDS_IX oids):"
 echo "with the Data.fs.index restore wrote (_used_index = 1): $OPEN_IX s; without it (scan): $OPEN_SCAN s"
+
+echo
+echo "The full copy against its floors, $FLOOR_ROUNDS rounds on the $L0-byte Data.fs (load: 1-minute load average when the round started; ratios to max(md5sum, cp + sync) of the same round):"
+echo
+echo "| round | load | md5sum (s) | cp + sync (s) | full backup (s) | / floor | restore, repository file not cached (s) | / floor | restore, cached (s) | / floor |"
+echo "|---|---|---|---|---|---|---|---|---|---|"
+echo "$FLOORS"

@@ -1,15 +1,18 @@
 //! Writes a large *valid* Data.fs fast, for benchmarks.
 //!
 //! Usage: `gen_datafs OUT SIZE [--mix SIZE:WEIGHT,...] [--records-per-txn N]
-//! [--oids N] [--seed S]`, SIZE like `4G`, `300M`, `65536`. Default mix:
+//! [--oids N] [--seed S] [--root]`, SIZE like `4G`, `300M`, `65536`. Default mix:
 //! `100:400,500:400,3000:150,50000:45,1500000:5` (object sizes in bytes : weight).
 //! The first `--oids` records (default 100,000) create objects 0, 1, 2...;
 //! later records rewrite objects picked at random, as a live database does.
 //!
 //! The layout is what ZODB's FileStorage writes (magic FS30, transaction
 //! headers, data records with prev pointers and tloc, redundant lengths);
-//! the pickles are filler bytes, which ZODB's open never unpickles. Prints
-//! one JSON line: size, transactions, first/middle/last tid.
+//! the pickles are filler bytes, which ZODB's open never unpickles. With
+//! `--root`, object 0 is instead the empty root ZODB's `DB` creates (and is
+//! never rewritten), so `ZODB.DB` opens the file and a program can commit
+//! new objects on top of it (bench/exactcut_gen.py does). Prints one JSON
+//! line: size, transactions, first/middle/last tid.
 
 use std::fs::File;
 use std::io::{self, BufWriter, Write};
@@ -25,7 +28,15 @@ pub struct Options {
     /// Number of distinct objects (oids 0..oids).
     pub oids: u64,
     pub seed: u64,
+    /// Object 0 is a real, empty root mapping ([`ROOT_PICKLE`]).
+    pub root: bool,
 }
+
+/// The record ZODB 6's `DB` writes for a new database's root (an empty
+/// `persistent.mapping.PersistentMapping`), as read back with
+/// `FileStorage.load(z64)`.
+pub const ROOT_PICKLE: &[u8] =
+    b"\x80\x03cpersistent.mapping\nPersistentMapping\nq\x00.\x80\x03}q\x01X\x04\x00\x00\x00dataq\x02}q\x03s.";
 
 pub struct Summary {
     pub size: u64,
@@ -79,9 +90,14 @@ pub fn write_datafs(out: &Path, opts: &Options) -> io::Result<Summary> {
                 let oid = if (last_pos.len() as u64) < oids {
                     last_pos.push(0);
                     last_pos.len() as u64 - 1
+                } else if opts.root && oids > 1 {
+                    1 + rng.next() % (oids - 1)
                 } else {
                     rng.next() % oids
                 };
+                if opts.root && oid == 0 {
+                    return (0, ROOT_PICKLE.len() as u64);
+                }
                 (oid, size.max(1))
             })
             .collect();
@@ -103,6 +119,10 @@ pub fn write_datafs(out: &Path, opts: &Options) -> io::Result<Summary> {
             w.write_all(&0u16.to_be_bytes())?;
             w.write_all(&plen.to_be_bytes())?;
             let mut left = plen;
+            if opts.root && oid == 0 {
+                w.write_all(ROOT_PICKLE)?;
+                left = 0;
+            }
             while left > 0 {
                 let n = left.min(filler.len() as u64) as usize;
                 w.write_all(&filler[..n])?;
@@ -160,7 +180,7 @@ pub fn parse_mix(s: &str) -> Result<Vec<(u64, u32)>, String> {
 fn main() {
     let args: Vec<String> = std::env::args().skip(1).collect();
     let usage =
-        "usage: gen_datafs OUT SIZE [--mix SIZE:WEIGHT,...] [--records-per-txn N] [--oids N] [--seed S]";
+        "usage: gen_datafs OUT SIZE [--mix SIZE:WEIGHT,...] [--records-per-txn N] [--oids N] [--seed S] [--root]";
     if args.len() < 2 {
         eprintln!("{usage}");
         std::process::exit(2);
@@ -175,9 +195,15 @@ fn main() {
         records_per_txn: 3,
         oids: 100_000,
         seed: 1,
+        root: false,
     };
     let mut i = 2;
     while i < args.len() {
+        if args[i] == "--root" {
+            opts.root = true;
+            i += 1;
+            continue;
+        }
         let value = args
             .get(i + 1)
             .unwrap_or_else(|| fail(format!("{} needs a value", args[i])));

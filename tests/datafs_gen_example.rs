@@ -24,6 +24,7 @@ fn generated_file_is_opened_by_zodb_and_passes_verify() {
         // Few objects: the file holds rewrites with back pointers too.
         oids: 50,
         seed: 7,
+        root: false,
     };
     let s = gen_datafs::write_datafs(&path, &opts).unwrap();
     assert_eq!(std::fs::metadata(&path).unwrap().len(), s.size);
@@ -63,6 +64,47 @@ fn generated_file_is_opened_by_zodb_and_passes_verify() {
         Some(3 * s.transactions),
         "zodb: {v}"
     );
+}
+
+#[test]
+fn with_a_root_zodb_db_opens_the_file_and_commits_on_top() {
+    let dir = tempfile::tempdir().unwrap();
+    let path = dir.path().join("Data.fs");
+    let opts = gen_datafs::Options {
+        size: gen_datafs::parse_size("1M").unwrap(),
+        mix: gen_datafs::parse_mix("100:50,5000:50").unwrap(),
+        records_per_txn: 3,
+        // Few objects: rewrites pick among them often, never object 0.
+        oids: 5,
+        seed: 3,
+        root: true,
+    };
+    gen_datafs::write_datafs(&path, &opts).unwrap();
+    let script = r#"
+import sys, transaction, ZODB
+from persistent.mapping import PersistentMapping
+from ZODB.FileStorage import FileStorage
+db = ZODB.DB(FileStorage(sys.argv[1]))
+conn = db.open()
+assert dict(conn.root()) == {}, dict(conn.root())
+conn.root()["new"] = PersistentMapping(x=1)
+transaction.commit()
+db.close()
+db = ZODB.DB(FileStorage(sys.argv[1], read_only=True))
+print(db.open().root()["new"]["x"])
+"#;
+    let out = Command::new(python())
+        .args(["-c", script])
+        .arg(&path)
+        .output()
+        .unwrap();
+    assert!(
+        out.status.success(),
+        "{}",
+        String::from_utf8_lossy(&out.stderr)
+    );
+    assert_eq!(String::from_utf8_lossy(&out.stdout).trim(), "1");
+    DataFs::open(&path).unwrap().verify(&mut |_, _| {}).unwrap();
 }
 
 #[test]

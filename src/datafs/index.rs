@@ -398,6 +398,21 @@ fn scan(
         })?;
         previous = Some(h.tid);
     }
+    // `upto` ends a committed transaction (the caller's valid end or cut):
+    // the bytes before it do not change during the scan.
+    df.sequential(from, upto, || {
+        scan_forward(df, from, upto, previous, progress, visit)
+    })
+}
+
+fn scan_forward(
+    df: &DataFs,
+    from: u64,
+    upto: u64,
+    mut previous: Option<Tid>,
+    progress: &mut dyn FnMut(u64, u64),
+    visit: &mut dyn FnMut(u64, &RawDataHeader),
+) -> Result<(), Error> {
     let mut pos = from;
     while pos < upto {
         let h = df.read_txn_header(pos)?;
