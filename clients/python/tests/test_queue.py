@@ -418,6 +418,10 @@ def test_a_forked_child_reports_through_its_own_connection(tmp_path):
     if pid == 0:  # the child: its own storage, its own sender thread
         code = 2
         try:
+            # Commits made before the child's own connection is up are
+            # dropped, as while the daemon is down: wait for it (bounded).
+            if not tidstorage_client.installed().sender.wait_connected(10.0):
+                os._exit(3)
             db = ZODB.DB(FileStorage(str(tmp_path / "child.fs")))
             with db.transaction() as conn:
                 conn.root()["x"] = 1
