@@ -182,6 +182,11 @@ enum Existing {
     NonEmpty,
 }
 
+/// True when `dir` exists and holds anything.
+pub fn non_empty(dir: &Path) -> Result<bool> {
+    Ok(existing_state(dir)? == Existing::NonEmpty)
+}
+
 fn existing_state(target: &Path) -> Result<Existing> {
     match std::fs::read_dir(target) {
         Ok(mut rd) => Ok(if rd.next().is_some() {

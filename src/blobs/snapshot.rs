@@ -89,6 +89,12 @@ impl Manifest {
         self.entries.iter().filter(move |e| e.tid <= upto)
     }
 
+    /// Files and bytes a restore at `upto` installs.
+    pub fn totals_upto(&self, upto: Tid) -> (u64, u64) {
+        self.upto(upto)
+            .fold((0, 0), |(n, b), e| (n + 1, b + e.size))
+    }
+
     pub fn bytes(&self) -> u64 {
         self.entries.iter().map(|e| e.size).sum()
     }

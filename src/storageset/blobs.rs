@@ -13,7 +13,7 @@
 //! take a file from anywhere but the storage's blob directory (and
 //! `<blob_dir>.old` after a pack).
 
-use std::path::{Path, PathBuf};
+use std::path::Path;
 
 use super::{Error, Result};
 use crate::blobs::snapshot::Contents;
@@ -174,11 +174,7 @@ pub(super) fn build(
 }
 
 fn non_empty(dir: &Path) -> Result<bool> {
-    match std::fs::read_dir(dir) {
-        Ok(mut rd) => Ok(rd.next().is_some()),
-        Err(e) if e.kind() == std::io::ErrorKind::NotFound => Ok(false),
-        Err(e) => Err(Error::io(dir, e).doing("cannot list")),
-    }
+    blobs::restore::non_empty(dir).map_err(|e| Error::from(e).doing("cannot list"))
 }
 
 /// What an incremental restore did to a standby's blob directory.
@@ -207,7 +203,6 @@ pub(super) fn catch_up(
         return Ok(None);
     }
     let mut r = CaughtUp::default();
-    let mut dirs: Vec<PathBuf> = Vec::new();
     for (oid, tid) in &cmp.missing {
         let e = m.get(*oid, *tid).expect("compare lists entries of the run");
         let dir = target.join(m.layout.oid_dir(*oid));
@@ -216,9 +211,6 @@ pub(super) fn catch_up(
         blobs::restore::install_file(&repo, e, &dest)?;
         r.added += 1;
         r.added_bytes += e.size;
-        if !dirs.contains(&dir) {
-            dirs.push(dir);
-        }
     }
     if r.added > 0 {
         blobs::snapshot::syncfs(target)?;

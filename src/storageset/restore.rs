@@ -861,7 +861,12 @@ enum StandbyBlobs {
         bytes: u64,
     },
     /// It held something else: rebuilt whole beside it.
-    Rebuilt(PathBuf, Planned),
+    Rebuilt {
+        target: PathBuf,
+        planned: Planned,
+        files: u64,
+        bytes: u64,
+    },
 }
 
 /// Brings the blob directory of an appended standby to run `upto`: only
@@ -878,7 +883,7 @@ fn standby_blobs(j: &Job, chain: &Chain, upto: Tid) -> Result<Option<StandbyBlob
         .file
         .name;
     let m = blob_step::run_for(repo, last)?;
-    let (files, bytes) = m.upto(upto).fold((0, 0), |(n, s), e| (n + 1, s + e.size));
+    let (files, bytes) = m.totals_upto(upto);
     Ok(Some(match blob_step::catch_up(repo, &m, upto, target)? {
         Some(added) => StandbyBlobs::CaughtUp {
             target: target.clone(),
@@ -892,11 +897,13 @@ fn standby_blobs(j: &Job, chain: &Chain, upto: Tid) -> Result<Option<StandbyBlob
                 j.job.cfg.id,
                 target.display()
             );
-            StandbyBlobs::Rebuilt(
-                target.clone(),
-                blob_step::build(repo, &m, upto, target, true)
+            StandbyBlobs::Rebuilt {
+                target: target.clone(),
+                planned: blob_step::build(repo, &m, upto, target, true)
                     .map_err(|e| e.doing("cannot restore the blob directory"))?,
-            )
+                files,
+                bytes,
+            }
         }
     }))
 }
@@ -916,17 +923,28 @@ fn install_standby_blobs(b: StandbyBlobs) -> Result<BlobsInstalled> {
             present: false,
             kept: None,
         }),
-        StandbyBlobs::Rebuilt(target, Planned::Present) => Ok(BlobsInstalled {
+        StandbyBlobs::Rebuilt {
             target,
-            files: 0,
-            bytes: 0,
-            added: None,
-            present: true,
-            kept: None,
-        }),
-        StandbyBlobs::Rebuilt(_, Planned::Built(built)) => {
+            planned,
+            files,
+            bytes,
+        } => install_planned(target, planned, (files, bytes), &mut None),
+    }
+}
+
+/// Puts a planned blob directory in place (noting in `placed` as soon as
+/// it is), or reports the one already there; `totals`: the run's files and
+/// bytes at the restore's TID.
+fn install_planned(
+    target: PathBuf,
+    planned: Planned,
+    (files, bytes): (u64, u64),
+    placed: &mut Option<(PathBuf, Option<PathBuf>)>,
+) -> Result<BlobsInstalled> {
+    match planned {
+        Planned::Built(built) => {
             let r = built
-                .install()
+                .install_noting(placed)
                 .map_err(|e| Error::from(e).doing("cannot put the blob directory in place"))?;
             Ok(BlobsInstalled {
                 target: r.target,
@@ -937,6 +955,14 @@ fn install_standby_blobs(b: StandbyBlobs) -> Result<BlobsInstalled> {
                 kept: r.kept_aside,
             })
         }
+        Planned::Present => Ok(BlobsInstalled {
+            target,
+            files,
+            bytes,
+            added: None,
+            present: true,
+            kept: None,
+        }),
     }
 }
 
@@ -1055,34 +1081,10 @@ fn place(b: &mut Built, when: &str, placed: &mut Placed) -> Result<()> {
 
 /// Puts the built blob directory of `b` in place, after its Data.fs.
 fn place_blobs(b: &mut Built, placed: &mut Placed) -> Result<()> {
-    match b.blobs.take() {
-        Some((_, Planned::Built(built))) => {
-            let r = built
-                .install_noting(&mut placed.blobs)
-                .map_err(|e| Error::from(e).doing("cannot put the blob directory in place"))?;
-            b.blobs_report = Some(BlobsInstalled {
-                target: r.target,
-                files: r.files,
-                bytes: r.bytes,
-                added: None,
-                present: false,
-                kept: r.kept_aside,
-            });
-        }
-        Some((target, Planned::Present)) => {
-            let m = b.blob_run.as_ref().expect("read with the plan");
-            let upto = blob_tid(b.job.tid, b.last_tid);
-            let (files, bytes) = m.upto(upto).fold((0, 0), |(n, s), e| (n + 1, s + e.size));
-            b.blobs_report = Some(BlobsInstalled {
-                target,
-                files,
-                bytes,
-                added: None,
-                present: true,
-                kept: None,
-            });
-        }
-        None => {}
+    if let Some((target, planned)) = b.blobs.take() {
+        let m = b.blob_run.as_ref().expect("read with the plan");
+        let totals = m.totals_upto(blob_tid(b.job.tid, b.last_tid));
+        b.blobs_report = Some(install_planned(target, planned, totals, &mut placed.blobs)?);
     }
     Ok(())
 }

@@ -73,21 +73,8 @@ def parse_note(description):
     return json.loads(description[5:])
 
 
-out_lock = threading.Lock()
-
-
-def say(line):
-    with out_lock:
-        sys.stdout.write(line + "\n")
-        sys.stdout.flush()
-
-
-def claim(path):
-    try:
-        os.unlink(path)
-        return True
-    except FileNotFoundError:
-        return False
+# The line-at-a-time output and the trigger claim of the plain workload.
+from worker import claim, say  # noqa: E402
 
 
 def write_blob(blob, data):
