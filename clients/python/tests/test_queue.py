@@ -62,10 +62,13 @@ def stall(sender):
 def floor_violations(cmds):
     """[(txn, earlier txn, storage)] for every BEGIN that reached the daemon
     after a COMMIT carrying a TID at or above the one its own COMMIT names on
-    the same storage. The daemon's floor for that transaction would then be
-    at or above a TID the transaction took (SPEC 3.1), and a point could
-    publish half of it. ``cmds``: ``parse_commands`` output, in arrival order;
-    a BEGIN pairs with the next COMMIT of its transaction id."""
+    the same storage, unless, from that COMMIT until the BEGIN, another
+    transaction in flight at the daemon (the client's hold) had a floor on
+    that storage below the TID. Otherwise the daemon's floor for that
+    transaction would be at or above a TID the transaction took (SPEC 3.1),
+    with nothing else keeping the point below it, and a point could publish
+    half of it. ``cmds``: ``parse_commands`` output, in arrival order; a
+    BEGIN pairs with the next COMMIT of its transaction id."""
     opened, pairs = {}, []
     for i, (word, txn, payload) in enumerate(cmds):
         if word == "BEGIN":
@@ -73,23 +76,61 @@ def floor_violations(cmds):
         elif word == "COMMIT" and txn in opened:
             pos, storages = opened.pop(txn)
             pairs.append((pos, txn, storages, payload))
+    # lowest[k][s]: the lowest floor on s of the transactions in flight at
+    # the daemon once cmds[:k] were applied (-1: one began with nothing
+    # known of s); absent: none in flight on s.
+    lowest, known, inflight = [], {}, {}
+    for word, txn, payload in cmds:
+        low = {}
+        for floors in inflight.values():
+            for st, f in floors.items():
+                low[st] = min(low.get(st, f), f)
+        lowest.append(low)
+        if word == "BEGIN":
+            inflight[txn] = {st: known.get(st, -1) for st in payload}
+        elif word == "COMMIT":
+            for st, t in payload.items():
+                known[st] = max(known.get(st, -1), t)
+            inflight.pop(txn, None)
+        elif word == "ABORT":
+            inflight.pop(txn, None)
     bad = []
     for pos, txn, storages, tids in pairs:
-        for word, other, payload in cmds[:pos]:
-            if word != "COMMIT":
+        for s in storages:
+            if s not in tids:
                 continue
-            for s in storages:
-                if s in tids and s in payload and payload[s] >= tids[s]:
-                    bad.append((txn, other, s))
+            first = next((j for j, (word, _, payload) in enumerate(cmds[:pos])
+                          if word == "COMMIT" and payload.get(s, -1) >= tids[s]), None)
+            if first is None:
+                continue
+            if not all(lowest[k].get(s, tids[s]) < tids[s] for k in range(first + 1, pos + 1)):
+                bad.append((txn, cmds[first][1], s))
     return bad
 
 
 def test_floor_violations_finds_a_late_begin():
-    # The checker itself: a BEGIN arriving after another commit's higher TID.
+    # The checker itself: a BEGIN arriving after another commit's higher TID,
+    # with or without a hold keeping the point below it all along.
     ok = [("BEGIN", "x", ["s"]), ("COMMIT", "y", {"s": 5}), ("COMMIT", "x", {"s": 6})]
     late = [("COMMIT", "y", {"s": 7}), ("BEGIN", "x", ["s"]), ("COMMIT", "x", {"s": 6})]
+    held = [("COMMIT", "z", {"s": 5}), ("BEGIN", "h", ["s"]), ("COMMIT", "y", {"s": 7}),
+            ("BEGIN", "x", ["s"]), ("ABORT", "h", None), ("COMMIT", "x", {"s": 6})]
+    # The hold began once the daemon knew 7: its floor does not keep the
+    # point below 6.
+    held_too_late = [("COMMIT", "y", {"s": 7}), ("BEGIN", "h", ["s"]),
+                     ("BEGIN", "x", ["s"]), ("COMMIT", "x", {"s": 6})]
+    # The hold ended before the BEGIN arrived.
+    released = [("BEGIN", "h", ["s"]), ("COMMIT", "y", {"s": 7}), ("ABORT", "h", None),
+                ("BEGIN", "x", ["s"]), ("COMMIT", "x", {"s": 6})]
+    # A hold on another storage.
+    elsewhere = [("BEGIN", "h", ["t"]), ("COMMIT", "y", {"s": 7}),
+                 ("BEGIN", "x", ["s"]), ("COMMIT", "x", {"s": 6})]
     assert floor_violations(ok) == []
     assert floor_violations(late) == [("x", "y", "s")]
+    assert floor_violations(held) == []
+    assert floor_violations(held_too_late) == [("x", "y", "s")]
+    assert floor_violations(released) == [("x", "y", "s")]
+    assert floor_violations(elsewhere) == [("x", "y", "s")]
 
 
 # The three ways a BEGIN travels (sender's module documentation): a commit
@@ -147,7 +188,7 @@ def test_threads_committing_keep_every_floor_below_its_tids(tmp_path, kind, monk
         main = "qt:1_%x" % threading.get_ident()
 
         def workers():
-            return [c for c in rec.commands() if c[1] != main]
+            return [c for c in rec.commands() if c[1] != main and "_hold." not in c[1]]
         mine = wait_until(lambda: len(workers()) >= threads * per_thread * 2 and workers(),
                           what="every command")
         assert [c[0] for c in mine].count("BEGIN") == threads * per_thread
@@ -230,40 +271,69 @@ def test_a_begin_is_out_before_the_first_tpc_finish_even_if_the_sender_never_run
         rec.close()
 
 
+def in_flight(cmds):
+    """{txn: storages} of the transactions a daemon fed ``cmds`` would hold
+    in flight at the end (begun, never committed nor aborted)."""
+    out = {}
+    for word, txn, payload in cmds:
+        if word == "BEGIN":
+            out[txn] = payload
+        else:
+            out.pop(txn, None)
+    return out
+
+
 @pytest.mark.skipif(not hasattr(os, "fork"), reason="needs fork")
 @pytest.mark.parametrize("kind", KINDS)
 @pytest.mark.parametrize("control", [False, True], ids=["", "without-the-write"])
-def test_a_process_killed_in_tpc_finish_has_its_begin_delivered(
+def test_a_process_killed_in_tpc_finish_is_held_in_flight(
         tmp_path, kind, control, monkeypatch):
     # The crash this ordering is for: a process dies once a storage may hold
-    # its commit; the daemon must hold that commit in flight, so its BEGIN
-    # must reach it, corked or not. The child stalls its sender thread (so
-    # only the committing thread's own write can have sent it) and kills
-    # itself inside the first tpc_finish. As a control, the same without
-    # that write: then nothing reaches the daemon.
+    # its commit; the daemon must keep the point below that commit, so the
+    # commit's BEGIN must reach it, or (own FileStorages) the hold that
+    # covers it. The child stalls its sender thread (so only what the
+    # committing threads wrote can arrive), commits once (on own files that
+    # opens a hold), then kills itself inside the first tpc_finish of a
+    # second commit, on another thread. As a control, the same without the
+    # committing threads' writes (no holds, no due BEGINs): then nothing
+    # keeps the point below the second commit.
     rec = Recorder()
-    tidstorage_client.install(rec.address, client_id="qt:6",
-                              storage_id=setup_kind(kind, monkeypatch))
+    client = tidstorage_client.install(rec.address, client_id="qt:6",
+                                       storage_id=setup_kind(kind, monkeypatch))
     m = Multi(tmp_path)
-    # The child's BEGIN: the only one naming both storages.
-    want = sorted(setup_kind(kind, monkeypatch)(st) for st in m.storages.values())
+    ids = sorted(setup_kind(kind, monkeypatch)(st) for st in m.storages.values())
+    first = "qt:6_%x" % threading.get_ident()  # the child's main thread keeps it
+    # The parent's own commits (the databases' roots) and their hold are
+    # over at the recorder before the child reuses the client id.
+    wait_until(lambda: client.sender.flush(1.0) and client.sender.stats()["hold"] is None
+               and not in_flight(rec.commands()), what="the parent's commands ended")
     pid = os.fork()
     if pid == 0:
         try:
             sender = tidstorage_client.installed().sender
             sender.wait_connected(10.0)
             stall(sender)
+            # Only the writes the rule requires: none of the committing
+            # threads' timely writes of the queue (commit_delay).
+            sender.delay = 3600.0
             if control:
                 sender.begin_due = lambda rec: None
+                sender.post_own = lambda rec: False
+
+            def commit(v):
+                tm = transaction.TransactionManager()
+                conns = m.conns(tm)
+                for n in "ab":
+                    conns[n].root()["v"] = v
+                tm.commit()
+            commit(0)
 
             def die(txn, f=None):
                 os.kill(os.getpid(), 9)
             m.storages["a"].tpc_finish = die
-            tm = transaction.TransactionManager()
-            conns = m.conns(tm)
-            for n in "ab":
-                conns[n].root()["v"] = 1
-            tm.commit()
+            t = threading.Thread(target=commit, args=(1,))
+            t.start()
+            t.join(tidharness.DEADLINE)
         finally:
             os._exit(3)  # not reached: killed in tpc_finish
     _, status = os.waitpid(pid, 0)
@@ -273,9 +343,102 @@ def test_a_process_killed_in_tpc_finish_has_its_begin_delivered(
     # The child's connection ends (the kernel closed it): what it had
     # written, corked or not, was read before that end.
     wait_until(lambda: rec.eofs >= 1, what="the end of the child's connection")
-    begins = [c for c in rec.commands() if c[0] == "BEGIN" and c[2] == want]
-    assert len(begins) == (0 if control else 1)
+    cmds = rec.commands()
+    held = in_flight(cmds)
+    second = [c[1] for c in cmds if c[0] == "BEGIN" and c[2] == ids
+              and c[1] != first and "_hold." not in c[1]]
+    holds = [t for t, storages in held.items() if "_hold." in t and set(ids) <= set(storages)]
+    if control:
+        assert second == [] and holds == []
+    elif kind == "own":
+        # Its BEGIN died with the process; the hold stays in flight.
+        assert second == [] and len(holds) == 1
+    else:
+        assert len(second) == 1 and second[0] in held and holds == []
     rec.close()
+
+
+@pytest.mark.skipif(not hasattr(os, "fork"), reason="needs fork")
+@pytest.mark.parametrize("control", [False, True], ids=["", "without-the-hold"])
+def test_the_point_never_passes_a_commit_its_killed_process_left_half_done(
+        tmp_path, control):
+    # The whole story, with the real daemon: a process owning two
+    # FileStorages is killed between their tpc_finish (the commit is on a,
+    # not on b) while its BEGIN is still queued, so only the hold can stand
+    # for it; the next process opens the files and commits. The point must
+    # stay below the half commit on a. As a control, the same process
+    # without the hold (nor its due BEGINs): the next process's commits
+    # carry the point past it, a split a cut at that point would keep.
+    daemon = tidharness.Daemon(str(tmp_path))
+    paths = {n: str(tmp_path / ("%s.fs" % n)) for n in "ab"}
+    pid = os.fork()
+    if pid == 0:
+        try:
+            tidstorage_client.install(daemon.address, client_id="kt:1")
+            sender = tidstorage_client.installed().sender
+            sender.wait_connected(10.0)
+            stall(sender)
+            if control:
+                sender.begin_due = lambda rec: None
+                sender.post_own = lambda rec: False
+            storages = {n: FileStorage(p) for n, p in paths.items()}
+            dbs = {}
+            for n, st in storages.items():
+                ZODB.DB(st, databases=dbs, database_name=n)
+            tm = transaction.TransactionManager()
+            c = dbs["a"].open(transaction_manager=tm)
+            conns = {"a": c, "b": c.get_connection("b")}
+            for n in "ab":
+                conns[n].root()["v"] = 0
+            tm.commit()
+            # Everything queued so far is written (the commits whole, at
+            # the daemon); in the test the hold stays open.
+            with sender._lock:
+                sender._drain_locked()
+            assert (sender._hold is None) == control
+
+            def die(txn, f=None):
+                os.kill(os.getpid(), 9)
+            storages["b"].tpc_finish = die
+            for n in "ab":
+                conns[n].root()["v"] = 1
+            tm.commit()
+        finally:
+            os._exit(3)  # not reached: killed in b's tpc_finish
+    _, status = os.waitpid(pid, 0)
+    assert os.WIFSIGNALED(status) and os.WTERMSIG(status) == 9
+
+    # The next process (this one): its files now, its own client.
+    client = tidstorage_client.install(daemon.address, client_id="kt:2")
+    m = Multi(tmp_path)
+    try:
+        # The half commit: a's last transaction, whose tag b lacks.
+        ids = {n: [tidstorage_client.tag.parse(t.extension["tidstorage"]).commit_id
+                   for t in m.storages[n].iterator()] for n in "ab"}
+        assert ids["a"][-1] not in ids["b"] and ids["a"][-2] in ids["b"]
+        half = u64(m.storages["a"].lastTransaction())
+        tm = transaction.TransactionManager()
+        conns = m.conns(tm)
+        for i in range(3):
+            for n in "ab":
+                conns[n].root()["v"] = 10 + i
+            tm.commit()
+        last_a = u64(m.storages["a"].lastTransaction())
+        a_id = own_id(m.storages["a"])
+        if control:
+            wait_until(lambda: daemon.dump().get(a_id, 0) >= last_a,
+                       what="the point past the half commit")
+        else:
+            wait_until(lambda: client.sender.stats()["hold"] is None
+                       and client.sender.flush(1.0) and daemon.info()["in_flight"] == 1,
+                       what="only the dead process's hold in flight")
+            for _ in range(20):  # bounded: the point never gets there
+                assert daemon.dump().get(a_id, 0) < half
+        conns["a"].close()
+    finally:
+        m.close()
+        tidstorage_client.uninstall()
+        daemon.stop()
 
 
 def test_a_begin_the_hook_cannot_follow_leaves_before_the_commit_starts(tmp_path):
@@ -331,9 +494,16 @@ class FailingVote:
         raise RuntimeError("vote refused by the test")
 
 
-def test_a_full_queue_is_emptied_by_the_committing_thread(tmp_path):
+@pytest.mark.parametrize("kind", ["own", "local"])
+def test_a_full_queue_is_emptied_by_the_committing_thread(tmp_path, kind, monkeypatch):
+    # Commits failing before tpc_finish (and, on own files under a hold,
+    # every commit) leave their notifications queued for the sender thread;
+    # committing threads of own-file commits write the queue every
+    # commit_delay: an hour here, so only a full queue makes them.
     rec = Recorder()
-    client = tidstorage_client.install(rec.address, client_id="qt:4", max_queue=20)
+    client = tidstorage_client.install(rec.address, client_id="qt:4", max_queue=20,
+                                       storage_id=setup_kind(kind, monkeypatch),
+                                       commit_delay=3600)
     m = Multi(tmp_path)
     sender = client.sender
     try:
@@ -357,14 +527,22 @@ def test_a_full_queue_is_emptied_by_the_committing_thread(tmp_path):
         assert sender.stats()["queue_full_helped"] >= 4
         # ...and nothing is lost: what the committing thread emptied was
         # written, in order (each commit: BEGIN, then ABORT or COMMIT; the
-        # last COMMIT is still queued).
+        # last COMMIT is still queued; on own files, what came after the
+        # last time the queue was full too).
+        every = ["BEGIN", "ABORT"] * 50 + ["BEGIN", "COMMIT"] * 10
 
         def mine():  # the set-up commits touch one database each
-            return [c for c in rec.commands() if c[0] == "ABORT" or len(c[2] or ()) == 2]
-        cmds = wait_until(lambda: len(mine()) >= 119 and mine(),
-                          what="the emptied notifications")
-        assert [c[0] for c in cmds] == ["BEGIN", "ABORT"] * 50 + ["BEGIN", "COMMIT"] * 9 + [
-            "BEGIN"]
+            return [c[0] for c in rec.commands() if "_hold." not in c[1] and (
+                c[0] == "ABORT" or len(c[2] or ()) == 2)]
+        if kind == "local":
+            cmds = wait_until(lambda: len(mine()) >= 119 and mine(),
+                              what="the emptied notifications")
+            assert cmds == every[:119]
+        else:
+            cmds = wait_until(lambda: len(mine()) >= 100 and mine(),
+                              what="the emptied notifications")
+            assert cmds == every[:len(cmds)]
+            assert sender.stats()["hold"] is not None
         conns["a"].close()
     finally:
         m.close()
@@ -435,7 +613,7 @@ def test_a_forked_child_reports_through_its_own_connection(tmp_path):
         ":%d" % os.getpid(), ":%d" % pid)
 
     def childs():
-        return [c for c in rec.commands() if c[1].startswith(child_txn)]
+        return [c for c in rec.commands() if c[1].startswith(child_txn) and "_hold." not in c[1]]
     cmds = wait_until(lambda: len(childs()) >= 4 and childs(), what="the child's commands")
     # The database's creation and the commit: BEGIN, COMMIT twice.
     assert [c[0] for c in cmds] == ["BEGIN", "COMMIT"] * 2

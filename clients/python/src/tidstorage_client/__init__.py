@@ -104,6 +104,7 @@ def _forget_client_ids():
     for c in list(_clients):
         c._cid = None
         c._txns = {}
+        c._frames = {}
 
 
 if hasattr(os, "register_at_fork"):
@@ -115,10 +116,10 @@ class Client:
 
     def __init__(self, address, client_id=None, storage_id=None,
                  reconnect_interval=1.0, max_queue_bytes=1 << 20, commit_delay=0.005,
-                 max_queue=10000):
+                 max_queue=10000, max_commit_delay=0.05):
         self.sender = Sender(address, reconnect_interval=reconnect_interval,
                              max_queue_bytes=max_queue_bytes, delay=commit_delay,
-                             max_queue=max_queue)
+                             max_queue=max_queue, max_delay=max_commit_delay)
         if client_id:
             wire.check_ids((client_id,))  # refused now, not at every commit
         self._client_id = client_id
@@ -134,7 +135,13 @@ class Client:
         self._names = {}  # sorted storage ids -> their names in tags (checked framable)
         self._cid = None  # the default client id, computed once per process
         self._txns = {}  # (thread, depth) -> txn_of(): reset with _cid
+        self._frames = {}  # (thread, depth, ids) -> frames_of(): reset with _cid
         self._tag_failed = False
+        # resources (their ids) -> what ``begin`` derives from them, for
+        # transactions whose resources are all ZODB connections (cached:
+        # a thread commits through the same connections again and again)
+        self._sets = {}
+        self.sender.hold_txn = self.hold_txn
         _clients.add(self)
 
     @property
@@ -171,6 +178,28 @@ class Client:
             self._txns[key] = t
         return t
 
+    def frames_of(self, rec):
+        """``wire.frames`` of a commit record (cached: a thread commits to the
+        same storages again and again)."""
+        key = (rec.thread, rec.depth, rec.ids)
+        f = self._frames.get(key)
+        if f is None:
+            f = wire.frames(self.txn_of(rec.thread, rec.depth)[1], rec.ids)
+            if len(self._frames) > 10000:
+                self._frames.clear()
+            self._frames[key] = f
+        return f
+
+    def hold_txn(self, n):
+        """The framed id of the sender's hold ``n`` (0 or 1):
+        ``<client id>_hold.<n>``, which no commit's id can be (those end in
+        the thread id in hex)."""
+        key = ("hold", n)
+        t = self._txns.get(key)
+        if t is None:
+            t = self._txns[key] = wire.field("%s_hold.%d" % (self.client_id, n))
+        return t
+
     def _info(self, storage):
         """(storage id, _kind) of a base storage, or None when it is not
         tracked; computed once per storage object."""
@@ -201,25 +230,27 @@ class Client:
         sid = self._sid(storage)
         return (storage, sid) if sid is not None else (None, None)
 
-    def begin(self, txn, depth=0):
-        """Called at the start of the two-phase commit of ``txn`` (no resource
-        can join any more, no ``tpc_begin`` has run): writes the commit's tag
-        into its extension, queues BEGIN and returns the commit record, or
-        None when no tracked storage is in it."""
-        # The hot path of every commit: lookups cached per storage object,
-        # per resource type and per set of storages; no I/O.
+    def _derive(self, resources):
+        """What ``begin`` needs of a commit's resource managers: (storage
+        object id -> storage id, the sorted storage ids, their names in tags,
+        the largest ``_kind``, whether one cannot be followed to its
+        ``tpc_finish``), or None when no tracked storage is among them; and
+        whether that may be cached (every resource a ZODB connection, whose
+        database and storage adapter class never change)."""
+        from ZODB.Connection import Connection
+
         storages = {}
         kind = _OWN
         unfollowed = False
-        cache = self._sids
+        cacheable = True
         followed = self._followed
-        for rm in txn._resources:
+        for rm in resources:
+            if rm.__class__ is not Connection:
+                cacheable = False
             storage = getattr(getattr(rm, "_db", None), "storage", None)
             if storage is None:
                 continue
-            entry = cache.get(id(storage))
-            info = entry[1] if entry is not None and entry[0]() is storage \
-                else self._info(storage)
+            info = self._info(storage)
             if info is None:
                 continue
             storages[id(storage)] = info[0]
@@ -237,7 +268,7 @@ class Client:
             if not f:
                 unfollowed = True
         if not storages:
-            return None
+            return None, cacheable
         ids = tuple(sorted(set(storages.values())))
         names = self._names.get(ids)
         if names is None:
@@ -245,6 +276,44 @@ class Client:
             names = tag.storage_names(ids)
             if len(self._names) < 10000:
                 self._names[ids] = names
+        return (storages, ids, names, kind, unfollowed), cacheable
+
+    def _remember(self, key, resources, derived):
+        sets = self._sets
+        if len(sets) > 10000:  # connections come and go (tests)
+            sets.clear()
+
+        def gone(_ref, key=key, sets=sets):
+            sets.pop(key, None)
+        try:
+            # The entry goes with the first of its resources that dies, in
+            # its deallocation: while the entry is there, no id in its key
+            # can belong to another object.
+            refs = tuple(weakref.ref(rm, gone) for rm in resources)
+        except TypeError:
+            return
+        sets[key] = (refs, derived)
+
+    def begin(self, txn, depth=0):
+        """Called at the start of the two-phase commit of ``txn`` (no resource
+        can join any more, no ``tpc_begin`` has run): writes the commit's tag
+        into its extension, queues BEGIN and returns the commit record, or
+        None when no tracked storage is in it."""
+        # The hot path of every commit: one cache lookup for its set of
+        # connections, the tag, the record, one append; no I/O unless a
+        # BEGIN must leave now (sender).
+        resources = txn._resources
+        key = tuple(map(id, resources))
+        entry = self._sets.get(key)
+        if entry is not None:
+            derived = entry[1]
+        else:
+            derived, cacheable = self._derive(resources)
+            if cacheable:
+                self._remember(key, resources, derived)
+        if derived is None:
+            return None
+        storages, ids, names, kind, unfollowed = derived
         try:
             txn.extension[tag.KEY] = tag.make_named(names)
         except Exception:
@@ -256,13 +325,18 @@ class Client:
         if unfollowed:
             # No hook at its tpc_finish: the BEGIN leaves before the commit.
             self.sender.send_now(wire.BEGIN, rec)
-        else:
-            # Due at the first tpc_finish (the hook writes it there if the
-            # sender thread has not yet); the sender is woken for it when the
-            # commit will wait on the network meanwhile.
-            rec.due = True
-            rec.cork = kind == _OWN
-            self.sender.post(wire.BEGIN, rec, kind == _REMOTE)
+            return rec
+        if kind == _OWN:
+            # Only this process writes these files: the sender's standing
+            # hold covers the commit until its BEGIN is written.
+            rec.cork = True
+            if self.sender.post_own(rec):
+                return rec
+        # Due at the first tpc_finish (the hook writes it there if the
+        # sender thread has not yet); the sender is woken for it when the
+        # commit will wait on the network meanwhile.
+        rec.due = True
+        self.sender.post(wire.BEGIN, rec, kind == _REMOTE)
         return rec
 
     def succeeded(self, rec):
@@ -281,7 +355,7 @@ class Client:
             self.sender.post(wire.ABORT, rec)
             return
         every = set(rec.storage_ids())
-        if set(rec.finished) == every and rec.started == every:
+        if set(rec.finished) == every:
             # Every tracked storage committed; what failed was another
             # resource manager. For the daemon the transaction is complete.
             self.sender.post(wire.COMMIT, rec)
@@ -309,7 +383,8 @@ _install_lock = threading.Lock()
 
 
 def install(address, client_id=None, storage_id=None, reconnect_interval=1.0,
-            max_queue_bytes=1 << 20, wait=2.0, commit_delay=0.005, max_queue=10000):
+            max_queue_bytes=1 << 20, wait=2.0, commit_delay=0.005, max_queue=10000,
+            max_commit_delay=0.05):
     """Starts reporting this process's commits to the daemon at ``address``
     (``"host:port"`` or a pair). Replaces an earlier installation.
 
@@ -319,8 +394,9 @@ def install(address, client_id=None, storage_id=None, reconnect_interval=1.0,
     ``reconnect_interval``: seconds between two connection attempts.
     ``wait``: seconds to wait for the first connection attempt, so the first
     commits are not missed (0: do not wait). ``commit_delay``: seconds a
-    COMMIT may wait to be written with other notifications (0: written at
-    once). ``max_queue``: notifications the committing threads may queue
+    COMMIT may wait to be written with other notifications after a quiet
+    period (0: written at once); while commits keep coming that wait
+    doubles at each write, up to ``max_commit_delay``. ``max_queue``: notifications the committing threads may queue
     before the background thread encodes them (a committing thread finding
     the queue full empties it itself). ``max_queue_bytes``: encoded
     notifications not written yet (while the daemon is unreachable or slow);
@@ -330,7 +406,7 @@ def install(address, client_id=None, storage_id=None, reconnect_interval=1.0,
         client = Client(address, client_id=client_id, storage_id=storage_id,
                         reconnect_interval=reconnect_interval,
                         max_queue_bytes=max_queue_bytes, commit_delay=commit_delay,
-                        max_queue=max_queue)
+                        max_queue=max_queue, max_commit_delay=max_commit_delay)
         previous = hook.patch(client)
         if previous is not None:
             previous.close(timeout=0.5)

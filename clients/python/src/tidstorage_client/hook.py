@@ -10,12 +10,13 @@ Owns the two patches and the per-thread record of the commit in progress:
   COMMIT or ABORT (or, for a partial commit, nothing) once it returned or
   raised.
 * ``ZODB.mvccadapter.MVCCAdapterInstance.tpc_finish`` (and the undo
-  adapter's) is wrapped. Every ``Connection.tpc_finish`` goes through it, and
-  it hands the storage's own ``tpc_finish`` a callback that the storage calls
-  with the TID it assigned, under its commit lock. That is the only exact
-  source of a commit's TID: asking the storage afterwards for its last
-  transaction may return another thread's. It is also where a BEGIN that is
-  due (``CommitRecord.due``, see ``sender``) is written, if the sender
+  adapter's) is wrapped. Every ``Connection.tpc_finish`` goes through it,
+  and it returns the TID the storage assigned to this commit (a Connection
+  makes it the objects' ``_p_serial``); the undo adapter returns nothing,
+  so there the TID is the one the storage hands its callback, under its
+  commit lock. Either is exact; asking the storage afterwards for its last
+  transaction may return another thread's. It is also where a BEGIN that
+  is due (``CommitRecord.due``, see ``sender``) is written, if the sender
   thread has not yet, before the first storage finishes.
 
 The hooks run on every commit of the application: they only look up cached
@@ -30,6 +31,8 @@ any storage began ``tpc_finish`` is reported by sending nothing more.
 import logging
 import threading
 
+from .wire import COMMIT as _COMMIT
+
 log = logging.getLogger("tidstorage_client")
 
 _local = threading.local()
@@ -39,19 +42,22 @@ class CommitRecord:
     """One commit in progress on this thread; also the queued notification
     (the sender encodes it from these fields on its own thread)."""
 
-    __slots__ = ("client", "thread", "depth", "_txn", "storages", "ids", "started",
-                 "finished", "due", "cork")
+    __slots__ = ("client", "thread", "depth", "_txn", "frames", "storages", "ids",
+                 "started", "finished", "due", "cork")
 
     def __init__(self, client, thread, depth, storages, ids):
         self.client = client
         self.thread = thread  # threading.get_ident() of the committing thread
         self.depth = depth  # how many commits this one is nested in
         self._txn = None  # (transaction id, its framed bytes), when first needed
+        self.frames = None  # wire.frames() of it, set by the sender when first needed
         # storage object id -> storage id, for the adapter hook
         self.storages = storages
         # the sorted storage ids, without repeats
         self.ids = ids
-        self.started = set()
+        # True once a tracked storage's tpc_finish began: from then on a
+        # failure may leave the commit on some storage (never reported ABORT)
+        self.started = False
         self.finished = {}
         # True while the BEGIN is queued and must be written before the
         # first tpc_finish (the sender clears it once written or dropped).
@@ -95,11 +101,13 @@ def _noop(tid):
 
 
 def _adapter_tpc_finish(original):
+    """The MVCC adapter's ``tpc_finish`` returns the TID its storage gave
+    (a Connection relies on it: it becomes the objects' ``_p_serial``)."""
     def tpc_finish(self, transaction, func=_noop):
-        try:
-            rec = _local.stack[-1]
-        except (AttributeError, IndexError):  # no commit of ours on this thread
+        stack = getattr(_local, "stack", None)
+        if not stack:  # no commit of ours on this thread
             return original(self, transaction, func)
+        rec = stack[-1]
         sid = rec.storages.get(id(getattr(self, "_storage", None)))
         if sid is None:
             return original(self, transaction, func)
@@ -107,7 +115,34 @@ def _adapter_tpc_finish(original):
             # The BEGIN must be out before any storage of the commit
             # finishes; the sender thread did not get to it yet.
             rec.client.sender.begin_due(rec)
-        rec.started.add(sid)
+        rec.started = True
+        tid = original(self, transaction, func)
+        if tid.__class__ is bytes and len(tid) == 8:
+            value = int.from_bytes(tid, "big")
+            # Two connections to one storage in one transaction: the later TID.
+            if value > rec.finished.get(sid, -1):
+                rec.finished[sid] = value
+        return tid
+
+    tpc_finish.__wrapped__ = original
+    tpc_finish.__tidstorage_hook__ = True
+    return tpc_finish
+
+
+def _undo_tpc_finish(original):
+    """The undo adapter's ``tpc_finish`` returns nothing: the TID is the one
+    its storage hands the callback, under its commit lock."""
+    def tpc_finish(self, transaction, func=_noop):
+        stack = getattr(_local, "stack", None)
+        if not stack:
+            return original(self, transaction, func)
+        rec = stack[-1]
+        sid = rec.storages.get(id(getattr(self, "_storage", None)))
+        if sid is None:
+            return original(self, transaction, func)
+        if rec.due:
+            rec.client.sender.begin_due(rec)
+        rec.started = True
         captured = []
 
         def record(tid):
@@ -118,7 +153,6 @@ def _adapter_tpc_finish(original):
         tid = captured[-1] if captured else result
         if tid.__class__ is bytes and len(tid) == 8:
             value = int.from_bytes(tid, "big")
-            # Two connections to one storage in one transaction: the later TID.
             if value > rec.finished.get(sid, -1):
                 rec.finished[sid] = value
         return result
@@ -157,7 +191,10 @@ def _commit_resources(original):
             raise
         stack.pop()
         try:
-            client.succeeded(rec)
+            if len(rec.finished) == len(rec.ids):  # every storage gave its TID
+                client.sender.post(_COMMIT, rec)
+            else:
+                client.succeeded(rec)
         except Exception:
             log.warning("tidstorage client: cannot report a commit", exc_info=True)
         return result
@@ -191,7 +228,7 @@ def _targets():
     return [
         (Transaction, "_commitResources", _commit_resources),
         (mvccadapter.MVCCAdapterInstance, "tpc_finish", _adapter_tpc_finish),
-        (mvccadapter.UndoAdapterInstance, "tpc_finish", _adapter_tpc_finish),
+        (mvccadapter.UndoAdapterInstance, "tpc_finish", _undo_tpc_finish),
     ]
 
 

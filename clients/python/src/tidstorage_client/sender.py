@@ -6,7 +6,8 @@ what the kernel would not take at once. It must never block or raise in an
 application thread: there, a notification is one ``deque.append`` of a
 small tuple (atomic, no lock) and, at most, a one-byte write that wakes the
 background thread. The encoding and the ``send(2)`` happen on the
-background thread, except when a BEGIN is due before it could (below).
+background thread, except when a BEGIN is due before it could or a hold
+must be opened (below).
 
 The two queues, oldest first:
 
@@ -35,23 +36,43 @@ Delivery rules (why they are safe, see docs/python-client.md):
   writes depends on the commit (``Client.begin`` classifies it):
   - remote (ZEO: ``tpc_vote`` waits on the network): the background thread
     is woken and writes it during that wait;
-  - local FileStorages: no such wait; handing the write over would cost
-    the committing thread more than making it (GIL hand-overs inside the
+  - local FileStorages under another id than their path (another process
+    may write them): no such wait; handing the write over would cost the
+    committing thread more than making it (GIL hand-overs inside the
     commit, docs/bench-client.md), so it writes the BEGIN itself, once,
-    with the notifications queued before it. When every storage
-    is one this process alone writes (opened here under its lock file,
-    reported under its path: every later TID of them comes through this
-    socket, after this BEGIN) and the daemon is on this host, that write is
-    corked (TCP_CORK): in the kernel, delivered even if the process is
-    killed (the kernel sends it before the FIN), but the daemon is not woken
-    for each commit; the background thread pushes it at its next turn, at
-    most ``delay`` later. (A crash of the whole host takes the daemon with
-    it; its bootstrap then covers what it never heard of. With a daemon on
-    another host a lost host could lose a corked BEGIN the daemon still
-    needs: not corked then.)
+    with the notifications queued before it.
+  - own FileStorages (opened here for writing under their lock file,
+    reported under their path: every later TID of them comes through this
+    socket, after what was queued before, or from the process that opens
+    them once this one is dead): covered by the *hold* (below) while their
+    BEGIN waits in the inbox, so nothing is due; ``post_own``.
   - a commit the hook cannot follow to its ``tpc_finish`` (a resource
     manager that is not a ZODB connection): ``send_now`` writes its BEGIN
     before the commit starts, as the client always did.
+* The hold: a transaction of the client's own, ``<client id>_hold.<0|1>``,
+  begun on the own FileStorages this process commits to, never committed.
+  While the daemon holds it in flight the point stays at or below its floor
+  on those storages, so any commit of this process that started after the
+  hold's BEGIN was written is covered: if the process dies with that
+  commit's BEGIN still in the inbox, the hold stays in flight at the daemon
+  (a killed process's written bytes are delivered) and no point ever
+  passes what the commit may have left on disk. Rules:
+  - committing threads rely on ``_hold`` only once its BEGIN was taken by
+    the kernel whole, and check it *after* appending their own BEGIN;
+  - a hold is released (ABORT) only in a write after everything queued
+    before the release began, so a commit that relied on it has its BEGIN
+    in the kernel first;
+  - the background thread renews it at every turn (``_renew_locked``: the
+    next hold's BEGIN, whose floor is what the daemon knows now, then the
+    old one's ABORT, so the point moves) and ends it after a turn in which
+    no commit relied on it; the two names alternate;
+  - the first own-file commit that finds no hold covering its storages
+    writes its own BEGIN and a new hold in one ``send(2)``, corked when the
+    daemon is on this host (``_open_hold``);
+  - on a lost connection the hold's ABORT is kept for the next one; an
+    orderly ``close`` ends it. A killed process leaves it in flight (as a
+    commit killed between its storages' ``tpc_finish`` would be): the point
+    stops on its storages until ``tidstorage resolve`` or a daemon restart.
 * BEGINs are dropped while disconnected, and dropped from the output when
   the connection is lost, even if half-written (a BEGIN on a new
   connection could arrive after the commit finished).
@@ -64,12 +85,15 @@ Delivery rules (why they are safe, see docs/python-client.md):
 * When the output is full the oldest notifications go first; dropping in
   that order never keeps a BEGIN whose COMMIT was dropped.
 * Wake-ups (``post``): after something was queued the background thread
-  naps at most ``delay`` seconds (5 ms), then sleeps until woken. An urgent
-  BEGIN (a remote commit's) wakes it unless it is awake; a COMMIT, an ABORT
-  or a local commit's BEGIN wakes it only from the long sleep (or at once
-  with ``delay`` 0). A COMMIT is thus written at most ``delay`` after its
-  commit, usually with the next BEGIN in one ``send(2)``; holding it back
-  only holds the point back (never unsafe).
+  naps ``delay`` seconds (5 ms), then, while every turn finds work, twice as
+  long each time up to ``max_delay`` (50 ms): each turn costs the committing
+  threads a GIL hand-over and cold caches, far more than the writing
+  (docs/bench-client.md). Once a turn finds nothing it sleeps until woken.
+  An urgent BEGIN (a remote commit's) wakes it unless it is awake; a
+  COMMIT, an ABORT or a local commit's BEGIN wakes it only from the long
+  sleep (or at once with ``delay`` 0). A COMMIT is thus written at most one
+  nap after its commit, usually with other notifications in one
+  ``send(2)``; holding it back only holds the point back (never unsafe).
 """
 
 import collections
@@ -121,9 +145,13 @@ def _is_loopback(host):
 
 class Sender:
     def __init__(self, address, reconnect_interval=1.0, max_queue_bytes=1 << 20,
-                 connect_timeout=5.0, delay=0.005, max_queue=10000):
+                 connect_timeout=5.0, delay=0.005, max_queue=10000, max_delay=0.05):
         self.address = wire.parse_address(address)
         self.delay = max(0.0, float(delay))
+        # The longest nap: each turn that found work doubles the nap, from
+        # ``delay`` up to this (a turn costs the committing threads far more
+        # than the writing: GIL hand-overs, cold caches; docs/bench-client.md).
+        self.max_delay = max(self.delay, float(max_delay))
         # The deepest sleep in which a COMMIT, an ABORT or a BEGIN that is
         # not urgent leaves the thread (deeper, it is woken): with delay 0,
         # none (they are written at once).
@@ -135,6 +163,10 @@ class Sender:
         # Whether a BEGIN may wait corked in the kernel (``install`` allows it
         # once the previous client's connection is closed).
         self.may_cork = False
+        # n -> the framed id of hold n (0 or 1): set by the Client, which
+        # knows the client id; None: no holds (committing threads write
+        # every BEGIN of a local commit themselves).
+        self.hold_txn = None
         self._init_state()
         _senders.add(self)
 
@@ -161,6 +193,15 @@ class Sender:
         self._inline = 0  # BEGINs the committing thread had to write itself
         self._helped = 0  # times an application thread emptied a full inbox
         self._flush_waiters = 0  # threads in flush(): only they need a notify
+        # The standing hold (see "Holds" above): (framed transaction id,
+        # storage ids, their frozenset) of the hold whose BEGIN the kernel
+        # has taken and whose ABORT is not queued yet, which committing
+        # threads may rely on; None when there is none.
+        self._hold = None
+        self._hold_used = False  # a commit relied on it since it was written
+        self._hold_seq = 0
+        self._holds_opened = 0  # by a committing thread finding none
+        self._holds_renewed = 0  # by the background thread
         self._closed = False
         self._wake_r, self._wake_w = socket.socketpair()
         self._wake_r.setblocking(False)
@@ -209,6 +250,62 @@ class Sender:
         elif self._state > self._lazy:
             self._state = _AWAKE
             self._wake()
+
+    def post_own(self, rec):
+        """Queues the BEGIN of a commit whose storages are all this
+        process's own FileStorages (``rec.cork``). When the standing hold
+        covers them the commit relies on it and nothing is written here;
+        otherwise its BEGIN is written at once, with a hold for the commits
+        that follow. False when holds are not available (the caller then
+        makes the BEGIN due as for any local commit)."""
+        if self.hold_txn is None or not self.delay or not self.may_cork:
+            return False
+        inbox = self._inbox
+        if len(inbox) >= self.max_queue:
+            self._help()
+        inbox.append((wire.BEGIN, rec))
+        self._posted = True
+        # Read after the append: a hold seen here is released only after
+        # the inbox, this BEGIN included, was written (_renew_locked).
+        h = self._hold
+        if h is not None and h[2].issuperset(rec.ids):
+            self._hold_used = True
+        else:
+            self._open_hold(rec)
+        if self._state > self._lazy:
+            # Asleep with a hold to renew or to end: wake it.
+            self._state = _AWAKE
+            self._wake()
+        return True
+
+    def _open_hold(self, rec):
+        # No hold covers this commit: write its BEGIN now (with everything
+        # queued before it) and a hold for the commits that follow, in one
+        # send(2), corked as the committing thread's BEGINs are.
+        try:
+            with self._lock:
+                old = self._hold
+                if old is not None and old[2].issuperset(rec.ids):
+                    # Opened by another thread after this one's append (its
+                    # write took this BEGIN, or came before it: covered).
+                    self._hold_used = True
+                    return
+                self._hold = None
+                nxt = None
+                extra = []
+                if self._sock is not None:
+                    ids = rec.ids if old is None else tuple(sorted(old[2].union(rec.ids)))
+                    nxt = self._new_hold(ids)
+                    extra.append((wire.BEGIN, wire.begin_frame(nxt[0], ids)))
+                if old is not None:
+                    extra.append((wire.ABORT, wire.abort_frame(old[0])))
+                self._inline += 1
+                self._holds_opened += 1
+                dropped = self._dropped_full
+                self._drain_locked(rec.cork, extra)
+                self._settle_hold_locked(nxt, dropped)
+        except Exception:
+            log.debug("tidstorage client: writing a BEGIN failed", exc_info=True)
 
     def begin_due(self, rec):
         """Called by the committing thread at its first ``tpc_finish`` while
@@ -298,7 +395,13 @@ class Sender:
                 self._flush_waiters -= 1
 
     def close(self, timeout=1.0):
-        """Tries to write what is queued (bounded), then stops the thread."""
+        """Ends the hold, tries to write what is queued (bounded), then stops
+        the thread."""
+        try:
+            with self._lock:
+                self._renew_locked(keep=False)
+        except Exception:
+            log.debug("tidstorage client: ending the hold failed", exc_info=True)
         if timeout:
             self.flush(timeout)
         with self._lock:
@@ -326,36 +429,141 @@ class Sender:
                 "writes": self._writes,
                 "begins_written_inline": self._inline,
                 "queue_full_helped": self._helped,
+                "holds_opened": self._holds_opened,
+                "holds_renewed": self._holds_renewed,
+                "hold": None if self._hold is None else self._hold[0][:-1].decode("utf-8"),
             }
 
     # -- under the lock ------------------------------------------------------
 
-    def _drain_locked(self, cork=False):
-        """Encodes the inbox into the output, in order, and writes what the
-        kernel takes now (leaving it corked if ``cork`` and allowed)."""
+    def _drain_locked(self, cork=False, extra=()):
+        """Encodes the inbox into the output, in order, then ``extra``
+        (already encoded ``(kind, bytes)``), and writes what the kernel takes
+        now (leaving it corked if ``cork`` and allowed)."""
         inbox = self._inbox
         connected = self._sock is not None
         begun = []
+        items = []
+        append = items.append
         try:
             while inbox:
                 kind, rec = inbox.popleft()
+                f = rec.frames
+                if f is None:
+                    f = rec.frames = rec.client.frames_of(rec)
                 if kind is wire.BEGIN:
                     begun.append(rec)
                     if not connected:
                         self._dropped_begins += 1
                         continue
-                    data = wire.begin_frame(rec.txn[1], rec.ids)
+                    append((kind, f[0]))
                 elif kind is wire.COMMIT:
-                    data = wire.commit_frame(rec.txn[1], rec.ids, rec.finished)
+                    fin = rec.finished
+                    if len(fin) == len(rec.ids):
+                        append((kind, f[1] + f[2] % tuple([fin[s] for s in rec.ids])))
+                    else:
+                        append((kind, wire.commit_frame(rec.txn[1], rec.ids, fin)))
                 else:
-                    data = wire.abort_frame(rec.txn[1])
-                self._enqueue(kind, data)
-            if self._queue and connected:
-                self._flush_locked(cork)
+                    append((kind, f[3]))
+            items.extend(extra)
+            if items:
+                self._output_locked(items, cork)
         finally:
             # Only now: a committing thread seeing due False may finish.
             for rec in begun:
                 rec.due = False
+
+    def _output_locked(self, items, cork):
+        """Writes ``items`` (``(kind, bytes)``, in order) after what waits in
+        the output; what the kernel does not take waits there."""
+        sock = self._sock
+        if self._queue or sock is None:
+            for kind, data in items:
+                self._enqueue(kind, data)
+            if sock is not None:
+                self._flush_locked(cork)
+            return
+        # Nothing waits (the usual case): one send(2) for them all, and only
+        # what the kernel left goes into the output.
+        hold = cork and self.may_cork and self._loopback
+        if hold and not self._corked and not self._set_cork(sock, 1):
+            self._keep_after_loss(items)
+            return
+        buf = items[0][1] if len(items) == 1 else b"".join([d for _, d in items])
+        self._writes += 1
+        try:
+            n = sock.send(buf, _SEND_FLAGS)
+        except (BlockingIOError, InterruptedError):
+            n = 0
+        except OSError as e:
+            self._lost_locked(e)
+            self._keep_after_loss(items)
+            return
+        if n < len(buf):
+            pos = 0
+            for kind, data in items:
+                end = pos + len(data)
+                if end > n:
+                    self._enqueue(kind, data)
+                    if pos < n:  # the first one left, half-sent
+                        self._offset = n - pos
+                pos = end
+        if self._corked and not hold:
+            self._push_locked()
+
+    def _keep_after_loss(self, items):
+        # Written on no connection: as _lost_locked does with the output.
+        for kind, data in items:
+            if kind is wire.BEGIN:
+                self._dropped_begins += 1
+            else:
+                self._enqueue(kind, data)
+
+    def _new_hold(self, ids):
+        """A fresh hold on ``ids``: its id alternates between two names (the
+        previous one's ABORT is queued before the next one of its name)."""
+        self._hold_seq += 1
+        return (self.hold_txn(self._hold_seq & 1), ids, frozenset(ids))
+
+    def _settle_hold_locked(self, nxt, dropped):
+        """After the write of a new hold's BEGIN: the hold commits may rely
+        on from now on, if the kernel took that BEGIN (the output is empty and
+        nothing was dropped since ``dropped`` was read); otherwise its ABORT
+        is queued at once and there is no hold (the daemon is not reading:
+        committing threads write their BEGINs themselves)."""
+        if nxt is None:
+            return
+        if not self._queue and self._dropped_full == dropped and self._sock is not None:
+            self._hold = nxt
+            self._hold_used = False
+        else:
+            self._enqueue(wire.ABORT, wire.abort_frame(nxt[0]))
+
+    def _renew_locked(self, keep=True):
+        """The background thread's turn with a hold: replaces it with a
+        fresh one (whose floor is what the daemon knows now, so that the
+        point moves) when commits relied on it since it was written and
+        ``keep``, else ends it. Everything queued goes first: a commit that
+        relied on the old hold has its BEGIN in the kernel before the hold's
+        ABORT."""
+        h = self._hold
+        if h is None:
+            return False
+        # First: a commit appending from now on does not rely on h.
+        self._hold = None
+        used = self._hold_used
+        self._hold_used = False
+        nxt = None
+        extra = []
+        if used and keep and self._sock is not None:
+            nxt = self._new_hold(h[1])
+            extra.append((wire.BEGIN, wire.begin_frame(nxt[0], h[1])))
+            self._holds_renewed += 1
+        extra.append((wire.ABORT, wire.abort_frame(h[0])))
+        dropped = self._dropped_full
+        self._drain_locked(False, extra)
+        self._settle_hold_locked(nxt, dropped)
+        return nxt is not None
 
     def _enqueue(self, kind, data):
         if len(data) > self.max_queue_bytes:
@@ -449,6 +657,12 @@ class Sender:
         kept = collections.deque(
             (k, d) for k, d in self._queue if k != wire.BEGIN)
         self._dropped_begins += len(self._queue) - len(kept)
+        if self._hold is not None:
+            # Its BEGIN reached the kernel of the lost connection: end it on
+            # the next one (the BEGINs that relied on it are dropped above,
+            # as every BEGIN is on a loss).
+            kept.append((wire.ABORT, wire.abort_frame(self._hold[0])))
+            self._hold = None
         self._queue = kept
         self._queued_bytes = sum(len(d) for _, d in kept)
         self._offset = 0
@@ -481,7 +695,7 @@ class Sender:
 
     def _run(self):
         # worked: something was queued since the last sleep (nap, not sleep)
-        loop = {"worked": True}
+        loop = {"worked": True, "nap": self.delay}
         while True:
             try:
                 if self._step(loop):
@@ -504,6 +718,10 @@ class Sender:
         with self._lock:
             if self._closed:
                 return True
+            if self._hold is not None:
+                # Renewed (or ended) once per turn: at most one nap old.
+                if self._renew_locked():
+                    loop["worked"] = True
             if self._inbox:
                 loop["worked"] = True
                 self._drain_locked()
@@ -521,10 +739,14 @@ class Sender:
             return False
         # Announce the sleep, then look once more: an application thread
         # appending after this line sees the state and wakes us.
-        if loop["worked"] and self.delay:
+        if (loop["worked"] or self._hold is not None) and self.delay:
             self._state = _NAP
-            timeout = self.delay
+            timeout = loop["nap"]
+            # Commits keep coming: the next nap is longer (up to max_delay);
+            # a turn that found nothing starts again from delay.
+            loop["nap"] = min(timeout * 2, self.max_delay) if loop["worked"] else self.delay
         else:
+            loop["nap"] = self.delay
             self._state = _SLEEP
             timeout = None
         if self._urgent or (self._inbox and (timeout is None or not self.delay)):

@@ -65,6 +65,14 @@ def abort_frame(txn):
     return b"ABORT\n" + txn
 
 
+def frames(txn, ids):
+    """What a commit of ``txn`` on ``ids`` sends, ready for the sender's
+    loop: (its BEGIN, its COMMIT up to the TIDs, the format of the TIDs
+    (``%`` a tuple of them in ``ids`` order), its ABORT)."""
+    head = txn + _list(ids)
+    return (b"BEGIN\n" + head, b"COMMIT\n" + head, b"%d\n" * len(ids), b"ABORT\n" + txn)
+
+
 def encode_begin(txn_id, storage_ids):
     return begin_frame(_field(txn_id), tuple(storage_ids))
 
