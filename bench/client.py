@@ -334,7 +334,9 @@ def child(mode, address, commits, client_src, where, rows=False):
         cmd += ["--zeo-ports", ",".join(map(str, ZEO_PORTS))]
     if client_src:
         cmd += ["--client-src", client_src]
-    out = subprocess.run(cmd, check=True, capture_output=True, text=True, timeout=1800).stdout
+    # BENCH_DEBUG's counters and splits go to the child's stderr: shown.
+    out = subprocess.run(cmd, check=True, stdout=subprocess.PIPE, text=True, timeout=1800,
+                         stderr=None if os.environ.get("BENCH_DEBUG") else subprocess.PIPE).stdout
     if rows:
         return [[float(x) for x in line.split()] for line in out.splitlines() if line.strip()]
     return [float(x) for x in out.split()]

@@ -63,9 +63,9 @@ def bootstrap(daemon):
 
 def settled(daemon):
     """The daemon's INFO once the client's hold (own FileStorages, while
-    commits come: one transaction in flight, renewed every commit_delay)
-    ended, i.e. at most two naps of its background thread after the last
-    commit (bounded)."""
+    commits come: one transaction in flight, renewed at every turn of the
+    background thread) ended, i.e. at most two naps of that thread after the
+    last commit (bounded)."""
     sender = tidstorage_client.installed().sender
     wait_until(lambda: sender.stats()["hold"] is None and sender.flush(1.0),
                what="the client's hold ended")
@@ -370,9 +370,9 @@ def test_helper_fails_loudly_when_the_storage_is_unreachable(tmp_path):
 
 
 # Own FileStorages: once a hold covers them, the committing thread writes
-# nothing (the sender writes its BEGINs and COMMITs a batch at a time and
-# renews the hold once per commit_delay; with a delay of an hour, never
-# during the test). With commit_delay=0 there are no holds: the committing
+# nothing (the sender writes their BEGINs and COMMITs a batch at a time and
+# renews the hold at each of its turns: with a delay of an hour, none during
+# the test). With commit_delay=0 there are no holds: the committing
 # thread writes each BEGIN at the first tpc_finish, with the COMMITs queued
 # since, and every COMMIT is written without waiting for company.
 @pytest.mark.parametrize("delay", [3600.0, 0])

@@ -313,9 +313,6 @@ def test_a_process_killed_in_tpc_finish_is_held_in_flight(
             sender = tidstorage_client.installed().sender
             sender.wait_connected(10.0)
             stall(sender)
-            # Only the writes the rule requires: none of the committing
-            # threads' timely writes of the queue (commit_delay).
-            sender.delay = 3600.0
             if control:
                 sender.begin_due = lambda rec: None
                 sender.post_own = lambda rec: False
@@ -497,13 +494,10 @@ class FailingVote:
 @pytest.mark.parametrize("kind", ["own", "local"])
 def test_a_full_queue_is_emptied_by_the_committing_thread(tmp_path, kind, monkeypatch):
     # Commits failing before tpc_finish (and, on own files under a hold,
-    # every commit) leave their notifications queued for the sender thread;
-    # committing threads of own-file commits write the queue every
-    # commit_delay: an hour here, so only a full queue makes them.
+    # every commit) leave their notifications queued for the sender thread.
     rec = Recorder()
     client = tidstorage_client.install(rec.address, client_id="qt:4", max_queue=20,
-                                       storage_id=setup_kind(kind, monkeypatch),
-                                       commit_delay=3600)
+                                       storage_id=setup_kind(kind, monkeypatch))
     m = Multi(tmp_path)
     sender = client.sender
     try:
