@@ -201,6 +201,37 @@ def test_partial_commit_sends_nothing_more_and_keeps_the_point_below_it(tmp_path
         m.close()
 
 
+def test_a_hold_cut_off_by_a_lost_connection_is_ended_on_the_next_one(tmp_path):
+    # The hold's BEGIN reached the daemon on the connection that was lost;
+    # the daemon keeps it in flight, so its ABORT goes out on the next
+    # connection, or the point would stop on those storages for good.
+    daemon = Daemon(str(tmp_path))
+    client = tidstorage_client.install(daemon.address, reconnect_interval=0.1)
+    sender = client.sender
+    a, b = FileStorage(str(tmp_path / "a.fs")), FileStorage(str(tmp_path / "b.fs"))
+    m = Multi({"a": a, "b": b})
+    try:
+        bootstrap(daemon)
+        held = None
+        for i in range(100):  # a hold ends a turn after the commits stop: catch one
+            m.commit(["a", "b"], i)
+            with sender._lock:
+                if sender._hold is not None:
+                    held = sender._hold[0][:-1].decode()
+                    sender._lost_locked(OSError("connection cut by the test"))
+                    break
+        assert held is not None
+        wait_until(lambda: sender.wait_connected(0.1), what="the client reconnected")
+        m.commit(["a", "b"], 1000)
+        point = {storage_id(a): m.tid("a"), storage_id(b): m.tid("b")}
+        wait_until(lambda: daemon.dump() == point, what="the point at the last commit")
+        info = wait_until(lambda: (lambda i: i["in_flight"] == 0 and i)(settled(daemon)),
+                          what="nothing in flight, the cut-off hold %s included" % held)
+        assert info["counters"]["orphans"] == 0
+    finally:
+        m.close()
+
+
 def test_daemon_down_never_breaks_commits_and_logs_once_per_outage(tmp_path, caplog):
     caplog.set_level(logging.INFO, logger="tidstorage_client")
     port = tidharness.free_port()
