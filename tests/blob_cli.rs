@@ -307,6 +307,23 @@ fn an_incremental_restore_adds_only_the_new_blob_files() {
         .find(|p| p.extension().is_some_and(|e| e == "blob"))
         .unwrap();
     let first_ino = inode(&first);
+    // What an incremental restore killed before its rename left: the
+    // temporary of a process that is gone (and one of this test's own
+    // process, alive: kept).
+    let dead = {
+        let mut c = std::process::Command::new("true").spawn().unwrap();
+        let pid = c.id();
+        c.wait().unwrap();
+        pid
+    };
+    let stale = PathBuf::from(format!("{}.tmp-restore-{dead}", first.display()));
+    let alive = PathBuf::from(format!(
+        "{}.tmp-restore-{}",
+        first.display(),
+        std::process::id()
+    ));
+    std::fs::write(&stale, "half a file").unwrap();
+    std::fs::write(&alive, "someone's").unwrap();
     site.more(2);
     site.backup(&[]);
     let out = site.ok(&[
@@ -320,6 +337,12 @@ fn an_incremental_restore_adds_only_the_new_blob_files() {
     assert!(out.contains("2 new file(s) added"), "{out}");
     // The old files were not rewritten.
     assert_eq!(inode(&first), first_ino);
+    assert!(
+        !stale.exists(),
+        "the dead restore's temporary is still there"
+    );
+    assert!(alive.exists());
+    std::fs::remove_file(&alive).unwrap();
     let live = zodb_read(&site.p("site/Data.fs"), &site.p("site/blobs"))["reachable"].clone();
     assert_eq!(check_restored(&fs, &blobs, "bushy")["reachable"], live);
 }

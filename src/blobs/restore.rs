@@ -76,6 +76,7 @@ pub fn build_beside(
     let parent = target.parent().unwrap_or(Path::new("/")).to_path_buf();
     let mut created = Vec::new();
     create_dirs(&parent, &mut created)?;
+    remove_stale_temp_dirs(&target);
     let temp = make_temp_dir(&target)?;
     let mut built = Built {
         temp,
@@ -197,6 +198,77 @@ fn existing_state(target: &Path) -> Result<Existing> {
         Err(e) if e.kind() == io::ErrorKind::NotFound => Ok(Existing::Absent),
         Err(e) => Err(Error::io(target, e)),
     }
+}
+
+/// Whether process `pid` is gone, so that the temporaries named after it
+/// are nobody's: kill(2) with signal 0 answers ESRCH. This process, and
+/// anything that cannot be asked, is taken as alive.
+pub(crate) fn process_gone(pid: u32) -> bool {
+    if pid == 0 || pid == std::process::id() || pid > i32::MAX as u32 {
+        return false;
+    }
+    // SAFETY: signal 0 sends nothing; it only checks that the process exists.
+    let r = unsafe { libc::kill(pid as libc::pid_t, 0) };
+    r != 0 && io::Error::last_os_error().raw_os_error() == Some(libc::ESRCH)
+}
+
+/// The pid in a name `<prefix><pid>` or `<prefix><pid>-<n>` (digits only).
+fn pid_after(name: &str, prefix: &str) -> Option<u32> {
+    let rest = name.strip_prefix(prefix)?;
+    let (pid, n) = rest.split_once('-').unwrap_or((rest, "0"));
+    let digits = |t: &str| !t.is_empty() && t.bytes().all(|b| b.is_ascii_digit());
+    if !digits(pid) || !digits(n) {
+        return None;
+    }
+    pid.parse().ok()
+}
+
+/// Removes the temporary directories `.<name>.restore-<pid>-<n>` beside
+/// `target` left by restores whose process is gone (killed while building
+/// or installing: the rerun builds its own). Never fails the restore: what
+/// cannot be removed is logged and left.
+fn remove_stale_temp_dirs(target: &Path) {
+    let name = target
+        .file_name()
+        .map(|n| n.to_string_lossy().into_owned())
+        .unwrap_or_else(|| "blobs".into());
+    let parent = target.parent().unwrap_or(Path::new("/"));
+    let prefix = format!(".{name}.restore-");
+    let Ok(rd) = std::fs::read_dir(parent) else {
+        return;
+    };
+    for ent in rd.flatten() {
+        let file_name = ent.file_name();
+        let Some(pid) = file_name.to_str().and_then(|n| pid_after(n, &prefix)) else {
+            continue;
+        };
+        if !ent.file_type().map(|t| t.is_dir()).unwrap_or(false) || !process_gone(pid) {
+            continue;
+        }
+        let p = ent.path();
+        match std::fs::remove_dir_all(&p) {
+            Ok(()) => log::info!(
+                "removed {}: the temporary directory of an interrupted restore (pid {pid}, gone)",
+                p.display()
+            ),
+            Err(e) => log::warn!(
+                "cannot remove {}, the temporary directory of an interrupted restore (pid {pid}, \
+                 gone): {e}; remove it by hand",
+                p.display()
+            ),
+        }
+    }
+}
+
+/// The temporary name [`install_file`] gives the file it installs at `dst`.
+const INSTALL_TEMP: &str = ".tmp-restore-";
+
+/// Whether `name` (of a file in an oid directory) is an [`install_file`]
+/// temporary of a process that is gone.
+pub fn is_stale_install_temp(name: &str) -> bool {
+    name.rfind(INSTALL_TEMP)
+        .and_then(|i| pid_after(&name[i..], INSTALL_TEMP))
+        .is_some_and(process_gone)
 }
 
 fn make_temp_dir(target: &Path) -> Result<PathBuf> {
@@ -328,7 +400,7 @@ fn copy_entry(repo: &BlobRepo, e: &Entry, dst: &Path, buf: &mut [u8]) -> Result<
 /// temporary name ZODB ignores (`*.tmp-`), then renamed. Not synced: the
 /// caller syncs the tree once. Returns its size.
 pub fn install_file(repo: &BlobRepo, e: &Entry, dst: &Path) -> Result<u64> {
-    let tmp = fsutil::sibling(dst, &format!(".tmp-restore-{}", std::process::id()));
+    let tmp = fsutil::sibling(dst, &format!("{INSTALL_TEMP}{}", std::process::id()));
     let _ = std::fs::remove_file(&tmp);
     let mut buf = vec![0u8; 256 * 1024];
     let r = copy_entry(repo, e, &tmp, &mut buf).and_then(|n| {
@@ -452,6 +524,9 @@ pub struct CompareReport {
     pub differ: Vec<(u64, Tid, String)>,
     /// Files in `tmp/` or temporaries in oid directories (never compared).
     pub temporary: u64,
+    /// Among those, the temporaries of incremental restores whose process is
+    /// gone (relative paths): nobody's, removed by the next catch-up.
+    pub stale: Vec<PathBuf>,
 }
 
 impl CompareReport {
@@ -478,7 +553,16 @@ pub fn compare(m: &Manifest, upto: Tid, live: &Path, deep: bool) -> Result<Compa
             FileKind::Blob(t) => {
                 found.insert((f.oid, t), f);
             }
-            _ => r.temporary += 1,
+            _ => {
+                r.temporary += 1;
+                if f.rel
+                    .file_name()
+                    .and_then(|n| n.to_str())
+                    .is_some_and(is_stale_install_temp)
+                {
+                    r.stale.push(f.rel);
+                }
+            }
         }
     }
     for e in m.upto(upto) {
@@ -567,6 +651,80 @@ mod tests {
         let aside = r.kept_aside.unwrap();
         assert!(compare(&m, Tid(11), &aside, false).unwrap().same());
         assert!(compare(&m, Tid(12), &out, false).unwrap().same());
+    }
+
+    /// The pid of a process that ran and was reaped: gone.
+    fn dead_pid() -> u32 {
+        let mut c = std::process::Command::new("true").spawn().unwrap();
+        let pid = c.id();
+        c.wait().unwrap();
+        pid
+    }
+
+    #[test]
+    fn only_the_temporaries_of_processes_that_are_gone_are_stale() {
+        assert_eq!(
+            pid_after(".blobs.restore-123-4", ".blobs.restore-"),
+            Some(123)
+        );
+        assert_eq!(pid_after(".tmp-restore-77", ".tmp-restore-"), Some(77));
+        for bad in [
+            ".blobs.restore-",
+            ".blobs.restore-12x-0",
+            ".blobs.restore-1-",
+            "x",
+        ] {
+            assert_eq!(pid_after(bad, ".blobs.restore-"), None, "{bad}");
+        }
+        let dead = dead_pid();
+        assert!(process_gone(dead));
+        assert!(!process_gone(std::process::id()));
+        assert!(!process_gone(1)); // init: alive, whether or not it may be signalled
+        assert!(is_stale_install_temp(&format!(
+            "0x0a.blob.tmp-restore-{dead}"
+        )));
+        let mine = format!("0x0a.blob.tmp-restore-{}", std::process::id());
+        assert!(!is_stale_install_temp(&mine));
+        assert!(!is_stale_install_temp("0x0a.blob.tmp-abc123")); // ZODB's own
+    }
+
+    #[test]
+    fn a_rebuild_removes_what_interrupted_restores_left_and_nothing_else() {
+        let (t, _d, repo, m) = setup();
+        let out = t.path().join("out/blobs");
+        std::fs::create_dir_all(t.path().join("out")).unwrap();
+        let dead = dead_pid();
+        let stale = t.path().join(format!("out/.blobs.restore-{dead}-0"));
+        let alive = t
+            .path()
+            .join(format!("out/.blobs.restore-{}-7", std::process::id()));
+        let other = t.path().join(format!("out/.other.restore-{dead}-0"));
+        for d in [&stale, &alive, &other] {
+            std::fs::create_dir_all(d.join("0x01")).unwrap();
+            std::fs::write(d.join("0x01/0x0a.blob"), "x").unwrap();
+        }
+        restore(&repo, &m, Tid(12), &out, false).unwrap();
+        assert!(!stale.exists());
+        assert!(alive.exists() && other.exists());
+
+        // A live directory: the compare names the stale install temporary
+        // (counted with the temporaries, never as a difference).
+        let oid_dir = out.join(layout::Layout::Lawn.oid_dir(1));
+        std::fs::write(
+            oid_dir.join(format!("0x0c.blob.tmp-restore-{dead}")),
+            "half",
+        )
+        .unwrap();
+        std::fs::write(oid_dir.join("0x0d.blob.tmp-zodb"), "zodb's").unwrap();
+        let c = compare(&m, Tid(12), &out, false).unwrap();
+        assert!(c.same(), "{c:?}");
+        assert_eq!(c.temporary, 2);
+        assert_eq!(
+            c.stale,
+            vec![layout::Layout::Lawn
+                .oid_dir(1)
+                .join(format!("0x0c.blob.tmp-restore-{dead}"))]
+        );
     }
 
     #[test]

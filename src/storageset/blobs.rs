@@ -202,6 +202,17 @@ pub(super) fn catch_up(
     if cmp.layout_differs.is_some() || !cmp.extra.is_empty() || !cmp.differ.is_empty() {
         return Ok(None);
     }
+    for rel in &cmp.stale {
+        // A temporary of an incremental restore killed before its rename.
+        let p = target.join(rel);
+        match std::fs::remove_file(&p) {
+            Ok(()) => log::info!(
+                "removed {}: the temporary of an interrupted incremental restore",
+                p.display()
+            ),
+            Err(e) => log::warn!("cannot remove {}: {e}; remove it by hand", p.display()),
+        }
+    }
     let mut r = CaughtUp::default();
     for (oid, tid) in &cmp.missing {
         let e = m.get(*oid, *tid).expect("compare lists entries of the run");
