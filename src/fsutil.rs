@@ -105,6 +105,60 @@ pub fn resolve(path: &Path) -> io::Result<PathBuf> {
     }
 }
 
+/// Whether process `pid` is gone, so that what is named after it is
+/// nobody's: kill(2) with signal 0 answers ESRCH. This process, and any that
+/// cannot be asked, counts as alive.
+pub fn process_gone(pid: u32) -> bool {
+    if pid == 0 || pid == std::process::id() || pid > i32::MAX as u32 {
+        return false;
+    }
+    // SAFETY: signal 0 sends nothing; it only checks that the process exists.
+    let r = unsafe { libc::kill(pid as libc::pid_t, 0) };
+    r != 0 && io::Error::last_os_error().raw_os_error() == Some(libc::ESRCH)
+}
+
+/// The pid in a name `<prefix><pid>` or `<prefix><pid>-<n>` (digits only).
+pub fn pid_after(name: &str, prefix: &str) -> Option<u32> {
+    let rest = name.strip_prefix(prefix)?;
+    let (pid, n) = rest.split_once('-').unwrap_or((rest, "0"));
+    let digits = |t: &str| !t.is_empty() && t.bytes().all(|b| b.is_ascii_digit());
+    if !digits(pid) || !digits(n) {
+        return None;
+    }
+    pid.parse().ok()
+}
+
+/// Removes the files `.<name>.tmp-<pid>-<n>` of `dir` (what
+/// [`TempFile::beside`] names a temporary of `name`) whose process is gone.
+/// Never fails: what cannot be read or removed is left, a removal that
+/// fails logged.
+fn remove_stale_temps(dir: &Path, name: &str) {
+    let prefix = format!(".{name}.tmp-");
+    let Ok(rd) = std::fs::read_dir(dir) else {
+        return;
+    };
+    for ent in rd.flatten() {
+        let file_name = ent.file_name();
+        let Some(pid) = file_name.to_str().and_then(|n| pid_after(n, &prefix)) else {
+            continue;
+        };
+        if !ent.file_type().map(|t| t.is_file()).unwrap_or(false) || !process_gone(pid) {
+            continue;
+        }
+        let p = ent.path();
+        match std::fs::remove_file(&p) {
+            Ok(()) => log::info!(
+                "removed {}: the temporary of an interrupted run (pid {pid}, gone)",
+                p.display()
+            ),
+            Err(e) => log::warn!(
+                "cannot remove {}, the temporary of an interrupted run (pid {pid}, gone): {e}",
+                p.display()
+            ),
+        }
+    }
+}
+
 /// A temporary file beside `target`, removed on drop unless persisted.
 pub struct TempFile {
     path: PathBuf,
@@ -113,13 +167,16 @@ pub struct TempFile {
 
 impl TempFile {
     /// Creates `<dir>/.<name>.tmp-<pid>-<n>` exclusively, mode 0640 masked by
-    /// the umask.
+    /// the umask, first removing the temporaries of `target` that processes
+    /// now gone left (a killed run's partial copy, which can be as large as
+    /// the file itself).
     pub fn beside(target: &Path) -> io::Result<TempFile> {
         let dir = target.parent().unwrap_or(Path::new("."));
         let name = target
             .file_name()
             .map(|n| n.to_string_lossy().into_owned())
             .unwrap_or_else(|| "file".into());
+        remove_stale_temps(dir, &name);
         for n in 0..1000u32 {
             let path = dir.join(format!(".{name}.tmp-{}-{n}", std::process::id()));
             match OpenOptions::new()
@@ -479,6 +536,50 @@ pub fn try_lock_file(path: &Path) -> io::Result<Option<File>> {
 #[cfg(test)]
 mod tests {
     use super::*;
+
+    /// The pid of a process that ran and was reaped: gone.
+    fn dead_pid() -> u32 {
+        let mut c = std::process::Command::new("true").spawn().unwrap();
+        let pid = c.id();
+        c.wait().unwrap();
+        pid
+    }
+
+    #[test]
+    fn only_the_temporaries_of_processes_that_are_gone_are_removed() {
+        assert_eq!(pid_after(".x.tmp-123-4", ".x.tmp-"), Some(123));
+        assert_eq!(pid_after(".tmp-restore-77", ".tmp-restore-"), Some(77));
+        for bad in [".x.tmp-", ".x.tmp-12x-0", ".x.tmp-1-", "x", ".x.tmp-1-2-3"] {
+            assert_eq!(pid_after(bad, ".x.tmp-"), None, "{bad}");
+        }
+        let dead = dead_pid();
+        assert!(process_gone(dead));
+        assert!(!process_gone(std::process::id()));
+        assert!(!process_gone(1)); // init: there, whether or not it may be signalled
+
+        let dir = tempfile::tempdir().unwrap();
+        let target = dir.path().join("Data.fs");
+        let p = |n: &str| dir.path().join(n);
+        let stale = format!(".Data.fs.tmp-{dead}-0");
+        let kept = [
+            format!(".Data.fs.tmp-{}-3", std::process::id()), // alive (this process)
+            format!(".Other.fs.tmp-{dead}-0"),                // another file's
+            format!("Data.fs.tmp-{dead}-0"),                  // not our name
+            format!(".Data.fs.tmp-{dead}-0.old"),
+        ];
+        std::fs::write(p(&stale), "a killed run's copy").unwrap();
+        for k in &kept {
+            std::fs::write(p(k), "kept").unwrap();
+        }
+        std::fs::create_dir(p(&format!(".Data.fs.tmp-{dead}-9"))).unwrap(); // not a file
+        let t = TempFile::beside(&target).unwrap();
+        assert!(!p(&stale).exists());
+        for k in &kept {
+            assert!(p(k).exists(), "{k}");
+        }
+        assert!(p(&format!(".Data.fs.tmp-{dead}-9")).is_dir());
+        drop(t);
+    }
 
     #[test]
     fn temp_file_is_removed_unless_persisted() {

@@ -273,11 +273,33 @@ fn restore_force_keeps_the_old_directory_and_a_rerun_finishes_the_job() {
     let o = site.run(&["restore", "--no-cut", "--output-dir", "out"]);
     assert_code(&o, 3);
     assert_eq!(blob_files(&blobs), before);
+    // What a restore killed before its renames left: a partial Data.fs copy
+    // and a blob directory being built, of a process that is gone; the
+    // rerun removes both (and leaves a live process's).
+    let dead = {
+        let mut c = Command::new("true").spawn().unwrap();
+        let pid = c.id();
+        c.wait().unwrap();
+        pid
+    };
+    let dir = fs.parent().unwrap().to_path_buf();
+    let stale_fs = dir.join(format!(".Data.fs.tmp-{dead}-0"));
+    let live_fs = dir.join(format!(".Data.fs.tmp-{}-0", std::process::id()));
+    std::fs::write(&stale_fs, "half a copy").unwrap();
+    std::fs::write(&live_fs, "someone's").unwrap();
+    let stale_blobs = blobs
+        .parent()
+        .unwrap()
+        .join(format!(".blobs.restore-{dead}-0"));
+    std::fs::create_dir_all(stale_blobs.join("0x00")).unwrap();
     let out = site.ok(&["restore", "--no-cut", "--output-dir", "out", "--force"]);
     assert!(
         out.contains("the replaced blob directory is kept as"),
         "{out}"
     );
+    assert!(!stale_fs.exists() && !stale_blobs.exists());
+    assert!(live_fs.exists());
+    std::fs::remove_file(&live_fs).unwrap();
     let kept: Vec<PathBuf> = std::fs::read_dir(blobs.parent().unwrap())
         .unwrap()
         .map(|e| e.unwrap().path())

@@ -17,7 +17,7 @@ use super::layout::{self, read_layout, FileKind, LAYOUT_MARKER, TMP_DIR};
 use super::snapshot::{BlobRepo, Entry, Manifest};
 use super::{create_dirs, sync_dir, Error, ErrorKind, Result};
 use crate::datafs::blobrecords::BlobRecord;
-use crate::fsutil;
+use crate::fsutil::{self, pid_after, process_gone};
 use crate::tid::Tid;
 
 /// What a restore did.
@@ -198,29 +198,6 @@ fn existing_state(target: &Path) -> Result<Existing> {
         Err(e) if e.kind() == io::ErrorKind::NotFound => Ok(Existing::Absent),
         Err(e) => Err(Error::io(target, e)),
     }
-}
-
-/// Whether process `pid` is gone, so that the temporaries named after it
-/// are nobody's: kill(2) with signal 0 answers ESRCH. This process, and
-/// anything that cannot be asked, is taken as alive.
-pub(crate) fn process_gone(pid: u32) -> bool {
-    if pid == 0 || pid == std::process::id() || pid > i32::MAX as u32 {
-        return false;
-    }
-    // SAFETY: signal 0 sends nothing; it only checks that the process exists.
-    let r = unsafe { libc::kill(pid as libc::pid_t, 0) };
-    r != 0 && io::Error::last_os_error().raw_os_error() == Some(libc::ESRCH)
-}
-
-/// The pid in a name `<prefix><pid>` or `<prefix><pid>-<n>` (digits only).
-fn pid_after(name: &str, prefix: &str) -> Option<u32> {
-    let rest = name.strip_prefix(prefix)?;
-    let (pid, n) = rest.split_once('-').unwrap_or((rest, "0"));
-    let digits = |t: &str| !t.is_empty() && t.bytes().all(|b| b.is_ascii_digit());
-    if !digits(pid) || !digits(n) {
-        return None;
-    }
-    pid.parse().ok()
 }
 
 /// Removes the temporary directories `.<name>.restore-<pid>-<n>` beside
