@@ -133,13 +133,36 @@ pub fn pid_after(name: &str, prefix: &str) -> Option<u32> {
 /// Never fails: what cannot be read or removed is left, a removal that
 /// fails logged.
 fn remove_stale_temps(dir: &Path, name: &str) {
-    let prefix = format!(".{name}.tmp-");
+    remove_stale(dir, Some(name));
+}
+
+/// Removes every temporary file [`TempFile::beside`] made in `dir`, for any
+/// name (`.<name>.tmp-<pid>-<n>`), whose process is gone: for a directory
+/// only tidstorage writes such names in (a repository). Never fails.
+pub fn remove_stale_temps_in(dir: &Path) {
+    remove_stale(dir, None);
+}
+
+fn remove_stale(dir: &Path, only: Option<&str>) {
     let Ok(rd) = std::fs::read_dir(dir) else {
         return;
     };
     for ent in rd.flatten() {
         let file_name = ent.file_name();
-        let Some(pid) = file_name.to_str().and_then(|n| pid_after(n, &prefix)) else {
+        let Some(n) = file_name.to_str() else {
+            continue;
+        };
+        let Some(at) = n.rfind(".tmp-") else {
+            continue;
+        };
+        let name = &n[..at];
+        let Some(name) = name.strip_prefix('.').filter(|m| !m.is_empty()) else {
+            continue;
+        };
+        if only.is_some_and(|o| o != name) {
+            continue;
+        }
+        let Some(pid) = pid_after(&n[at..], ".tmp-") else {
             continue;
         };
         if !ent.file_type().map(|t| t.is_file()).unwrap_or(false) || !process_gone(pid) {
@@ -534,15 +557,21 @@ pub fn try_lock_file(path: &Path) -> io::Result<Option<File>> {
 }
 
 #[cfg(test)]
-mod tests {
+pub(crate) mod tests {
     use super::*;
 
-    /// The pid of a process that ran and was reaped: gone.
-    fn dead_pid() -> u32 {
-        let mut c = std::process::Command::new("true").spawn().unwrap();
-        let pid = c.id();
-        c.wait().unwrap();
-        pid
+    /// A pid no process has: near the top of the range, where pids are
+    /// rarely given. (Not a spawned and reaped child: a fork while another
+    /// test holds a flock would hold it too until the exec.)
+    pub(crate) fn dead_pid() -> u32 {
+        let max: u32 = std::fs::read_to_string("/proc/sys/kernel/pid_max")
+            .ok()
+            .and_then(|t| t.trim().parse().ok())
+            .unwrap_or(32768);
+        (1..1000)
+            .map(|k| max - k)
+            .find(|&p| process_gone(p))
+            .expect("a free pid")
     }
 
     #[test]
@@ -579,6 +608,26 @@ mod tests {
         }
         assert!(p(&format!(".Data.fs.tmp-{dead}-9")).is_dir());
         drop(t);
+
+        // A repository: any name of ours, of a process that is gone.
+        let any = [
+            format!(".2026-12-01-10-00-00.fs.tmp-{dead}-0"),
+            format!(".x.dat.tmp-{dead}-1"),
+        ];
+        for a in &any {
+            std::fs::write(p(a), "a killed backup's").unwrap();
+        }
+        std::fs::write(p(&format!("..tmp-{dead}-0")), "no name").unwrap();
+        remove_stale_temps_in(dir.path());
+        for a in &any {
+            assert!(!p(a).exists(), "{a}");
+        }
+        for k in &kept[..1] {
+            assert!(p(k).exists(), "{k}");
+        }
+        assert!(!p(&format!(".Other.fs.tmp-{dead}-0")).exists());
+        assert!(p(&format!("Data.fs.tmp-{dead}-0")).exists());
+        assert!(p(&format!("..tmp-{dead}-0")).exists());
     }
 
     #[test]

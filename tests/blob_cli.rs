@@ -404,6 +404,45 @@ fn a_pack_between_backups_keeps_every_run_restorable() {
 }
 
 #[test]
+fn a_backup_removes_the_temporaries_of_killed_runs_and_nothing_else() {
+    let site = BlobSite::new("bushy");
+    site.backup(&[]);
+    let dead = {
+        let mut c = Command::new("true").spawn().unwrap();
+        let pid = c.id();
+        c.wait().unwrap();
+        pid
+    };
+    // What backups killed before their renames left, of a process that is
+    // gone; and one of a live process (this test's), and names not ours.
+    let stale = [
+        site.p(&format!("repo/.2020-01-01-00-00-00.fs.tmp-{dead}-0")),
+        site.p(&format!("repo/.2020-01-01-00-00-00.deltafs.tmp-{dead}-1")),
+        site.p(&format!(
+            "repo/blobs/runs/.2020-01-01-00-00-00.blobs.tmp-{dead}-0"
+        )),
+    ];
+    let kept = [
+        site.p(&format!(
+            "repo/.2020-01-01-00-00-01.fs.tmp-{}-0",
+            std::process::id()
+        )),
+        site.p(&format!("repo/notes.tmp-{dead}-0")),
+    ];
+    for p in stale.iter().chain(&kept) {
+        std::fs::write(p, "partial").unwrap();
+    }
+    site.more(1);
+    site.backup(&[]);
+    for p in &stale {
+        assert!(!p.exists(), "{} is still there", p.display());
+    }
+    for p in &kept {
+        assert!(p.exists(), "{} was removed", p.display());
+    }
+}
+
+#[test]
 fn keep_full_prunes_the_blob_runs_and_files_of_removed_backups() {
     let site = BlobSite::new("bushy");
     site.backup(&[]);

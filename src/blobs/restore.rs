@@ -630,12 +630,8 @@ mod tests {
         assert!(compare(&m, Tid(12), &out, false).unwrap().same());
     }
 
-    /// The pid of a process that ran and was reaped: gone.
     fn dead_pid() -> u32 {
-        let mut c = std::process::Command::new("true").spawn().unwrap();
-        let pid = c.id();
-        c.wait().unwrap();
-        pid
+        crate::fsutil::tests::dead_pid()
     }
 
     #[test]

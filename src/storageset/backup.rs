@@ -462,8 +462,11 @@ fn prepare<'a>(s: &'a crate::config::StorageConfig, c: &Config) -> Result<Job<'a
         }
     }
     let job = StorageJob::prepare(s, c)?;
-    // Under the lock: what an interrupted run left under a backup name.
+    // Under the lock: what an interrupted run left under a backup name, and
+    // the temporaries of runs that were killed.
     let set_aside = job.repo.set_aside_unlisted()?;
+    fsutil::remove_stale_temps_in(&job.repo.dir);
+    fsutil::remove_stale_temps_in(&job.repo.dir.join("blobs").join("runs"));
     let floor = job.repo.newest_stamp()?;
     Ok(Job {
         job,
