@@ -271,6 +271,19 @@ def test_a_begin_is_out_before_the_first_tpc_finish_even_if_the_sender_never_run
         rec.close()
 
 
+def stalled_child_sender(control):
+    """In a forked child: the installed client's sender, connected, its
+    thread stalled (only what committing threads write can arrive); with
+    ``control``, without those writes too (no holds, no due BEGINs)."""
+    sender = tidstorage_client.installed().sender
+    sender.wait_connected(10.0)
+    stall(sender)
+    if control:
+        sender.begin_due = lambda rec: None
+        sender.post_own = lambda rec: False
+    return sender
+
+
 def in_flight(cmds):
     """{txn: storages} of the transactions a daemon fed ``cmds`` would hold
     in flight at the end (begun, never committed nor aborted)."""
@@ -310,12 +323,7 @@ def test_a_process_killed_in_tpc_finish_is_held_in_flight(
     pid = os.fork()
     if pid == 0:
         try:
-            sender = tidstorage_client.installed().sender
-            sender.wait_connected(10.0)
-            stall(sender)
-            if control:
-                sender.begin_due = lambda rec: None
-                sender.post_own = lambda rec: False
+            stalled_child_sender(control)
 
             def commit(v):
                 tm = transaction.TransactionManager()
@@ -372,12 +380,7 @@ def test_the_point_never_passes_a_commit_its_killed_process_left_half_done(
     if pid == 0:
         try:
             tidstorage_client.install(daemon.address, client_id="kt:1")
-            sender = tidstorage_client.installed().sender
-            sender.wait_connected(10.0)
-            stall(sender)
-            if control:
-                sender.begin_due = lambda rec: None
-                sender.post_own = lambda rec: False
+            sender = stalled_child_sender(control)
             storages = {n: FileStorage(p) for n, p in paths.items()}
             dbs = {}
             for n, st in storages.items():

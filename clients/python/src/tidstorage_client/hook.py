@@ -100,9 +100,12 @@ def _noop(tid):
     pass
 
 
-def _adapter_tpc_finish(original):
-    """The MVCC adapter's ``tpc_finish`` returns the TID its storage gave
-    (a Connection relies on it: it becomes the objects' ``_p_serial``)."""
+def _adapter_tpc_finish(original, via_callback=False):
+    """Wraps an adapter's ``tpc_finish``. The MVCC adapter's returns the TID
+    its storage gave (a Connection relies on it: it becomes the objects'
+    ``_p_serial``); the undo adapter's returns nothing (``via_callback``):
+    there the TID is the one its storage hands the callback, under its
+    commit lock."""
     def tpc_finish(self, transaction, func=_noop):
         stack = getattr(_local, "stack", None)
         if not stack:  # no commit of ours on this thread
@@ -116,43 +119,20 @@ def _adapter_tpc_finish(original):
             # finishes; the sender thread did not get to it yet.
             rec.client.sender.begin_due(rec)
         rec.started = True
-        tid = original(self, transaction, func)
+        if via_callback:
+            captured = []
+
+            def record(tid):
+                captured.append(tid)
+                func(tid)
+
+            result = original(self, transaction, record)
+            tid = captured[-1] if captured else result
+        else:
+            tid = result = original(self, transaction, func)
         if tid.__class__ is bytes and len(tid) == 8:
             value = int.from_bytes(tid, "big")
             # Two connections to one storage in one transaction: the later TID.
-            if value > rec.finished.get(sid, -1):
-                rec.finished[sid] = value
-        return tid
-
-    tpc_finish.__wrapped__ = original
-    tpc_finish.__tidstorage_hook__ = True
-    return tpc_finish
-
-
-def _undo_tpc_finish(original):
-    """The undo adapter's ``tpc_finish`` returns nothing: the TID is the one
-    its storage hands the callback, under its commit lock."""
-    def tpc_finish(self, transaction, func=_noop):
-        stack = getattr(_local, "stack", None)
-        if not stack:
-            return original(self, transaction, func)
-        rec = stack[-1]
-        sid = rec.storages.get(id(getattr(self, "_storage", None)))
-        if sid is None:
-            return original(self, transaction, func)
-        if rec.due:
-            rec.client.sender.begin_due(rec)
-        rec.started = True
-        captured = []
-
-        def record(tid):
-            captured.append(tid)
-            func(tid)
-
-        result = original(self, transaction, record)
-        tid = captured[-1] if captured else result
-        if tid.__class__ is bytes and len(tid) == 8:
-            value = int.from_bytes(tid, "big")
             if value > rec.finished.get(sid, -1):
                 rec.finished[sid] = value
         return result
@@ -160,6 +140,10 @@ def _undo_tpc_finish(original):
     tpc_finish.__wrapped__ = original
     tpc_finish.__tidstorage_hook__ = True
     return tpc_finish
+
+
+def _undo_tpc_finish(original):
+    return _adapter_tpc_finish(original, via_callback=True)
 
 
 def _commit_resources(original):
