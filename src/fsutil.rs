@@ -144,38 +144,50 @@ pub fn remove_stale_temps_in(dir: &Path) {
 }
 
 fn remove_stale(dir: &Path, only: Option<&str>) {
+    remove_gone_entries(dir, false, |n| {
+        let at = n.rfind(".tmp-")?;
+        let name = n[..at].strip_prefix('.').filter(|m| !m.is_empty())?;
+        if only.is_some_and(|o| o != name) {
+            return None;
+        }
+        pid_after(&n[at..], ".tmp-")
+    });
+}
+
+/// Removes the entries of `dir` (directories, whole, with `dirs`; else
+/// files) whose name `pid_of` maps to the pid of a process that is gone:
+/// what a killed run left under a name made of its pid. Never fails: what
+/// cannot be read or removed is left, a removal that fails logged.
+pub fn remove_gone_entries(dir: &Path, dirs: bool, pid_of: impl Fn(&str) -> Option<u32>) {
     let Ok(rd) = std::fs::read_dir(dir) else {
         return;
     };
     for ent in rd.flatten() {
         let file_name = ent.file_name();
-        let Some(n) = file_name.to_str() else {
+        let Some(pid) = file_name.to_str().and_then(&pid_of) else {
             continue;
         };
-        let Some(at) = n.rfind(".tmp-") else {
-            continue;
-        };
-        let name = &n[..at];
-        let Some(name) = name.strip_prefix('.').filter(|m| !m.is_empty()) else {
-            continue;
-        };
-        if only.is_some_and(|o| o != name) {
-            continue;
-        }
-        let Some(pid) = pid_after(&n[at..], ".tmp-") else {
-            continue;
-        };
-        if !ent.file_type().map(|t| t.is_file()).unwrap_or(false) || !process_gone(pid) {
+        let kind_ok = ent
+            .file_type()
+            .map(|t| if dirs { t.is_dir() } else { t.is_file() })
+            .unwrap_or(false);
+        if !kind_ok || !process_gone(pid) {
             continue;
         }
         let p = ent.path();
-        match std::fs::remove_file(&p) {
+        let r = if dirs {
+            std::fs::remove_dir_all(&p)
+        } else {
+            std::fs::remove_file(&p)
+        };
+        match r {
             Ok(()) => log::info!(
-                "removed {}: the temporary of an interrupted run (pid {pid}, gone)",
+                "removed {}: left by an interrupted run (pid {pid}, gone)",
                 p.display()
             ),
             Err(e) => log::warn!(
-                "cannot remove {}, the temporary of an interrupted run (pid {pid}, gone): {e}",
+                "cannot remove {}, left by an interrupted run (pid {pid}, gone): {e}; remove it \
+                 by hand",
                 p.display()
             ),
         }

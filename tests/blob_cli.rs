@@ -257,6 +257,14 @@ fn walk_files(dir: &Path) -> Vec<PathBuf> {
     out
 }
 
+/// The pid of a process that ran and was reaped: gone, as a killed run's.
+fn dead_pid() -> u32 {
+    let mut c = Command::new("true").spawn().unwrap();
+    let pid = c.id();
+    c.wait().unwrap();
+    pid
+}
+
 #[test]
 fn restore_force_keeps_the_old_directory_and_a_rerun_finishes_the_job() {
     let site = BlobSite::new("bushy");
@@ -276,12 +284,7 @@ fn restore_force_keeps_the_old_directory_and_a_rerun_finishes_the_job() {
     // What a restore killed before its renames left: a partial Data.fs copy
     // and a blob directory being built, of a process that is gone; the
     // rerun removes both (and leaves a live process's).
-    let dead = {
-        let mut c = Command::new("true").spawn().unwrap();
-        let pid = c.id();
-        c.wait().unwrap();
-        pid
-    };
+    let dead = dead_pid();
     let dir = fs.parent().unwrap().to_path_buf();
     let stale_fs = dir.join(format!(".Data.fs.tmp-{dead}-0"));
     let live_fs = dir.join(format!(".Data.fs.tmp-{}-0", std::process::id()));
@@ -332,12 +335,7 @@ fn an_incremental_restore_adds_only_the_new_blob_files() {
     // What an incremental restore killed before its rename left: the
     // temporary of a process that is gone (and one of this test's own
     // process, alive: kept).
-    let dead = {
-        let mut c = std::process::Command::new("true").spawn().unwrap();
-        let pid = c.id();
-        c.wait().unwrap();
-        pid
-    };
+    let dead = dead_pid();
     let stale = PathBuf::from(format!("{}.tmp-restore-{dead}", first.display()));
     let alive = PathBuf::from(format!(
         "{}.tmp-restore-{}",
@@ -407,12 +405,7 @@ fn a_pack_between_backups_keeps_every_run_restorable() {
 fn a_backup_removes_the_temporaries_of_killed_runs_and_nothing_else() {
     let site = BlobSite::new("bushy");
     site.backup(&[]);
-    let dead = {
-        let mut c = Command::new("true").spawn().unwrap();
-        let pid = c.id();
-        c.wait().unwrap();
-        pid
-    };
+    let dead = dead_pid();
     // What backups killed before their renames left, of a process that is
     // gone; and one of a live process (this test's), and names not ours.
     let stale = [

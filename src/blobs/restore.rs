@@ -211,30 +211,7 @@ fn remove_stale_temp_dirs(target: &Path) {
         .unwrap_or_else(|| "blobs".into());
     let parent = target.parent().unwrap_or(Path::new("/"));
     let prefix = format!(".{name}.restore-");
-    let Ok(rd) = std::fs::read_dir(parent) else {
-        return;
-    };
-    for ent in rd.flatten() {
-        let file_name = ent.file_name();
-        let Some(pid) = file_name.to_str().and_then(|n| pid_after(n, &prefix)) else {
-            continue;
-        };
-        if !ent.file_type().map(|t| t.is_dir()).unwrap_or(false) || !process_gone(pid) {
-            continue;
-        }
-        let p = ent.path();
-        match std::fs::remove_dir_all(&p) {
-            Ok(()) => log::info!(
-                "removed {}: the temporary directory of an interrupted restore (pid {pid}, gone)",
-                p.display()
-            ),
-            Err(e) => log::warn!(
-                "cannot remove {}, the temporary directory of an interrupted restore (pid {pid}, \
-                 gone): {e}; remove it by hand",
-                p.display()
-            ),
-        }
-    }
+    fsutil::remove_gone_entries(parent, true, |n| pid_after(n, &prefix));
 }
 
 /// The temporary name [`install_file`] gives the file it installs at `dst`.
