@@ -135,6 +135,30 @@ def uncommitted_blob(server, cache):
     return st
 
 
+def pack_racing_undos(db, attempts=5):
+    """``db.pack()`` while the workload commits, undos included. ZODB's
+    FileStorage pack fails, leaving the file as it was, when an undo
+    committed during the pack points back at a revision the pack drops:
+    fspack's copyRest raises PackError('Invalid backpointer transaction
+    id') when the whole transaction went, or fails its `tlen` assertion
+    when only that record did (both reproduced alone with a FileStorage,
+    an undo committed from inside the packer). That race is ZODB's, not
+    what this test is about: the pack is run again, a bounded number of
+    times. Returns the attempts it took."""
+    from ZEO.Exceptions import ServerException
+
+    for attempt in range(1, attempts + 1):
+        try:
+            db.pack()
+            return attempt
+        except ServerException as e:
+            raced = "fspack.PackError" in str(e) or "AssertionError" in str(e)
+            if not raced or attempt == attempts:
+                raise
+            sys.stderr.write("\npack attempt %d raced an undo, again: %r\n" % (attempt, e))
+            time.sleep(0.2)
+
+
 def test_blob_backups_under_load_restore_every_blob(tmp_path):
     t_start = time.monotonic()
     servers = blob_cluster(tmp_path, len(NAMES))
@@ -181,7 +205,7 @@ def test_blob_backups_under_load_restore_every_blob(tmp_path):
     old = servers[0].blob_dir + ".old"
     db = ZODB.DB(servers[0].client_storage())
     try:
-        db.pack()
+        pack_attempts = pack_racing_undos(db)
     finally:
         db.close()
     packed = sum(len(f) for _, _, f in os.walk(old) if f)
@@ -301,11 +325,12 @@ def test_blob_backups_under_load_restore_every_blob(tmp_path):
 
     secs = time.monotonic() - t_start
     files = {n: sum(r["blobs"][n]["new"] for r in runs) for n in NAMES}
-    REPORT.append((len(commits), len(undos), len(failed), packed, files, checked_blobs, secs))
+    REPORT.append((len(commits), len(undos), len(failed), pack_attempts, packed, files,
+                   checked_blobs, secs))
     sys.stderr.write(
-        "\nblobs: %d commits (%d undos, %d failed commits), pack moved %d file(s) to "
-        "blobs.old, repository pool files %r, %d reachable blobs read in the 4 --date "
-        "restores, %.1f s\n"
+        "\nblobs: %d commits (%d undos, %d failed commits), pack (%d attempt(s)) moved %d "
+        "file(s) to blobs.old, repository pool files %r, %d reachable blobs read in the 4 "
+        "--date restores, %.1f s\n"
         % REPORT[-1])
     for r in runs:
         sys.stderr.write("  run %s (%.2f s): kinds %s, blobs %s, %d transactions restored\n" % (
