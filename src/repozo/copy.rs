@@ -256,16 +256,7 @@ impl Write for WritebackFile<'_> {
 /// the copy does not fill the page cache with dirty pages. Advisory: a
 /// failure changes nothing (the fsync still makes the file durable).
 fn start_writeback(f: &File, off: u64, len: u64) {
-    use std::os::unix::io::AsRawFd;
-    // SAFETY: plain syscall on a valid fd; no memory is passed.
-    unsafe {
-        libc::sync_file_range(
-            f.as_raw_fd(),
-            off as libc::off64_t,
-            len as libc::off64_t,
-            libc::SYNC_FILE_RANGE_WRITE,
-        );
-    }
+    sync_range(f, off, len, libc::SYNC_FILE_RANGE_WRITE);
 }
 
 /// Waits for the writeback of `[off, off + len)` (started earlier) and
@@ -274,19 +265,30 @@ fn start_writeback(f: &File, off: u64, len: u64) {
 /// disk cache flush: the final fsync is), and a page still dirty is
 /// simply kept.
 fn drop_behind(f: &File, off: u64, len: u64) {
+    sync_range(
+        f,
+        off,
+        len,
+        libc::SYNC_FILE_RANGE_WAIT_BEFORE
+            | libc::SYNC_FILE_RANGE_WRITE
+            | libc::SYNC_FILE_RANGE_WAIT_AFTER,
+    );
+    advise(f, off, len, libc::POSIX_FADV_DONTNEED);
+}
+
+/// `sync_file_range(2)` on `[off, off + len)`; its result is ignored (both
+/// callers are advisory).
+fn sync_range(f: &File, off: u64, len: u64, flags: libc::c_uint) {
     use std::os::unix::io::AsRawFd;
-    // SAFETY: plain syscalls on a valid fd; no memory is passed.
+    // SAFETY: plain syscall on a valid fd; no memory is passed.
     unsafe {
         libc::sync_file_range(
             f.as_raw_fd(),
             off as libc::off64_t,
             len as libc::off64_t,
-            libc::SYNC_FILE_RANGE_WAIT_BEFORE
-                | libc::SYNC_FILE_RANGE_WRITE
-                | libc::SYNC_FILE_RANGE_WAIT_AFTER,
+            flags,
         );
     }
-    advise(f, off, len, libc::POSIX_FADV_DONTNEED);
 }
 
 /// md5 of `[start, start + len)` of `src` (no output): reading on this
